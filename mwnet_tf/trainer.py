@@ -1,0 +1,477 @@
+"""Meta-Weight-Net (Shu et al., NeurIPS 2019) as a Keras 3 model.
+
+One training step, for a (possibly noisy) batch (x, y) and a clean meta batch
+(x_m, y_m):
+
+1. l_i = CE(f(x_i; w), y_i) and v_i = V(stop_grad(l_i); theta).
+2. Lookahead: w_hat(theta) = w - lr * grad_w reduce(v_i * l_i), differentiable
+   in theta.
+3. theta <- meta optimiser step on grad_theta CE(f(x_m; w_hat), y_m).
+4. w <- optimiser step on reduce(V(l_i; theta_new) * l_i), V taken as constant.
+
+Step 4 reuses the forward pass of step 1: the loss values are the same (w has
+not moved), so only the backward pass is repeated with the new weights as
+output gradients. This and the BatchNorm state both come from one
+`stateless_call`, whose updated moving statistics are written back once, by
+the real step, so the lookahead never changes the classifier.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from mwnet_tf.weighting_net import WeightingNet
+
+METHODS = ("mwnet", "l2rw", "ce")
+LOOKAHEADS = ("sgd", "optimizer")
+WEIGHT_NORMALIZATIONS = ("mean", "sum")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"{name} must be one of {', '.join(map(repr, choices))}; "
+            f"got {value!r}.")
+
+
+def _num_replicas():
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync
+
+
+def _sum_over_replicas(values):
+    """All-reduces (differentiably) across replicas; identity on one replica."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
+def _add_l2(grads, variables, weight_decay, scale):
+    """PyTorch-style L2: weight_decay * w added to the gradient of every weight.
+
+    `scale` is 1 / num_replicas: the optimiser sums gradients over replicas, so
+    each replica contributes its share of the decay term.
+    """
+    if not weight_decay:
+        return list(grads)
+    return [g + ops.cast(weight_decay * scale, v.dtype) * v
+            for g, v in zip(grads, variables)]
+
+
+@keras.saving.register_keras_serializable(package="mwnet_tf")
+class MetaWeightNet(keras.Model):
+    """Wraps a classifier and trains it with Meta-Weight-Net reweighting.
+
+    `fit` takes a dataset of `((x, y), (x_meta, y_meta))` or
+    `((x, y, corrupted), (x_meta, y_meta))` elements, where `corrupted` is an
+    optional per-example flag (1 for a corrupted label) used only for metrics;
+    `mwnet_tf.with_meta` builds such a dataset. `evaluate` and `predict` take
+    ordinary `(x, y)` and `x`, and run the classifier alone.
+
+    Under `tf.distribute.MirroredStrategy` each replica runs the step on its
+    slice of both batches. The lookahead gradient (and, with
+    `weight_normalization="sum"`, the weight sum) is all-reduced so that every
+    replica looks ahead to the same w_hat as one device would; losses are
+    scaled by 1 / num_replicas. What stays per replica is what Keras keeps per
+    replica: BatchNorm batch statistics are computed over each replica's slice
+    of the training batch and of the meta batch, so results match one device
+    exactly only for classifiers without BatchNorm.
+
+    Args:
+        classifier: A built Keras model mapping inputs to logits (or to
+            probabilities with `from_logits=False`). Functional, Sequential and
+            subclassed models all work; the lookahead runs it through
+            `stateless_call`, so its layers need no rewriting.
+        weighting_net: The weighting function V. Defaults to
+            `WeightingNet(hidden_sizes=(100,))`.
+        method: "mwnet" (Meta-Weight-Net), "l2rw" (Learning to Reweight, Ren
+            et al. 2018: per-example weights from the meta-gradient, clipped at
+            zero and normalised to sum 1; `weighting_net` is unused) or "ce"
+            (all weights 1 and no meta step: the baseline, through the same
+            code).
+        lookahead: "sgd" looks ahead with a plain SGD step at the optimiser's
+            current learning rate (the official MW-Net.py); "optimizer" takes
+            the step the classifier's `keras.optimizers.SGD` would take,
+            momentum, Nesterov and L2 included (as later implementations do).
+        weight_normalization: "mean" uses mean_i(v_i * l_i) (MW-Net.py);
+            "sum" uses sum_i(v_i * l_i) / sum_i(v_i) (the paper's appendix).
+        meta_interval: Update theta every this many steps (1 = every step);
+            the other steps reuse the current V.
+        from_logits: Whether the classifier outputs logits.
+        **kwargs: Passed to `keras.Model`.
+    """
+
+    def __init__(self, classifier, weighting_net=None, method="mwnet",
+                 lookahead="sgd", weight_normalization="mean",
+                 meta_interval=1, from_logits=True, **kwargs):
+        super().__init__(**kwargs)
+        _check_choice("method", method, METHODS)
+        _check_choice("lookahead", lookahead, LOOKAHEADS)
+        _check_choice("weight_normalization", weight_normalization,
+                      WEIGHT_NORMALIZATIONS)
+        if int(meta_interval) != meta_interval or meta_interval < 1:
+            raise ValueError(
+                f"meta_interval must be a positive integer; got {meta_interval!r}.")
+        if not classifier.built:
+            raise ValueError(
+                "The classifier must be built before it is wrapped: give it an "
+                "keras.Input or call it once on a batch.")
+        self.classifier = classifier
+        self.weighting_net = weighting_net or WeightingNet()
+        self.method = method
+        self.lookahead = lookahead
+        self.weight_normalization = weight_normalization
+        self.meta_interval = int(meta_interval)
+        self.from_logits = from_logits
+        # Losses and weights live in the weighting net's dtype (float32 unless
+        # asked otherwise), never in a bfloat16 compute dtype.
+        self._loss_dtype = self.weighting_net.compute_dtype
+
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
+            name="accuracy")
+        self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
+        self.meta_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
+            name="meta_accuracy")
+        self.mean_weight_tracker = keras.metrics.Mean(name="mean_weight")
+        self.clean_weight_tracker = keras.metrics.Mean(name="clean_weight")
+        self.corrupted_weight_tracker = keras.metrics.Mean(
+            name="corrupted_weight")
+        self.built = True
+
+    # ------------------------------------------------------------------ setup
+
+    def compile(self, optimizer=None, meta_optimizer=None, weight_decay=5e-4,
+                meta_weight_decay=1e-4, **kwargs):
+        """Configures both optimisers.
+
+        Weight decay is L2 added to the gradient (PyTorch's `weight_decay`, as
+        in the paper), not Keras's decoupled decay.
+
+        Args:
+            optimizer: Classifier optimiser. Defaults to the paper's SGD, lr
+                0.1, momentum 0.9, Nesterov.
+            meta_optimizer: Weighting-net optimiser. Defaults to the paper's
+                Adam, lr 1e-3.
+            weight_decay: L2 coefficient of the classifier (paper: 5e-4).
+            meta_weight_decay: L2 coefficient of the weighting net (paper: 1e-4).
+            **kwargs: Passed to `keras.Model.compile` (e.g. `steps_per_execution`,
+                `jit_compile`). `loss` and `metrics` are fixed by the method.
+        """
+        for reserved in ("loss", "metrics", "loss_weights"):
+            if kwargs.get(reserved) is not None:
+                raise ValueError(
+                    f"MetaWeightNet.compile does not take `{reserved}`: the "
+                    "loss is the per-example cross-entropy and the metrics are "
+                    "built in.")
+        if optimizer is None:
+            optimizer = keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
+        if meta_optimizer is None:
+            meta_optimizer = keras.optimizers.Adam(1e-3)
+        super().compile(optimizer=optimizer, **kwargs)
+        self.meta_optimizer = keras.optimizers.get(meta_optimizer)
+        if self.lookahead == "optimizer" and not isinstance(
+                self.optimizer, keras.optimizers.SGD):
+            raise ValueError(
+                'lookahead="optimizer" needs a keras.optimizers.SGD classifier '
+                f"optimizer; got {type(self.optimizer).__name__}. Use "
+                'lookahead="sgd" with other optimisers.')
+        self.weight_decay = float(weight_decay)
+        self.meta_weight_decay = float(meta_weight_decay)
+        # Build now, outside any tf.function, so that the slots exist for the
+        # classifier's (resp. V's) variables only.
+        with self.distribute_strategy.scope():
+            self.optimizer.build(self.classifier.trainable_variables)
+            self.meta_optimizer.build(self.weighting_net.trainable_variables)
+
+    def get_compile_config(self):
+        config = super().get_compile_config() or {}
+        config.update({
+            "meta_optimizer": keras.saving.serialize_keras_object(
+                self.meta_optimizer),
+            "weight_decay": self.weight_decay,
+            "meta_weight_decay": self.meta_weight_decay,
+        })
+        return config
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        for key in ("optimizer", "meta_optimizer"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        for unused in ("loss", "metrics", "loss_weights", "weighted_metrics"):
+            config.pop(unused, None)
+        self.compile(**config)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker,
+                self.meta_loss_tracker, self.meta_accuracy_tracker,
+                self.mean_weight_tracker, self.clean_weight_tracker,
+                self.corrupted_weight_tracker]
+
+    def call(self, inputs, training=None):
+        return self.classifier(inputs, training=training)
+
+    # -------------------------------------------------------------- the math
+
+    def _per_example_loss(self, y, outputs):
+        outputs = ops.cast(outputs, self._loss_dtype)
+        return keras.losses.sparse_categorical_crossentropy(
+            y, outputs, from_logits=self.from_logits)
+
+    def _forward(self, x, y):
+        """Training-mode forward pass recorded on a persistent tape.
+
+        Returns:
+            (tape, outputs, losses, updated_state): the tape can differentiate
+            `losses` w.r.t. the classifier's trainable variables as often as
+            needed; `updated_state` holds the non-trainable values (BatchNorm
+            moving statistics, RNG state) after this pass, not yet assigned.
+        """
+        trainable = self.classifier.trainable_variables
+        state = [v.value for v in self.classifier.non_trainable_variables]
+        with tf.GradientTape(persistent=True) as tape:
+            outputs, updated_state = self.classifier.stateless_call(
+                trainable, state, x, training=True)
+            losses = self._per_example_loss(y, outputs)
+        return tape, outputs, losses, updated_state
+
+    def _loss_coefficients(self, weights):
+        """d(reduced weighted loss) / d l_i for per-replica weights v_i.
+
+        The weighted loss is linear in the losses, so its gradient w.r.t. w is
+        the backward pass of the per-example losses with these coefficients as
+        output gradients. Scaled so that summing over replicas gives the
+        single-device quantity.
+        """
+        if self.weight_normalization == "sum" or self.method == "l2rw":
+            total = _sum_over_replicas(ops.sum(weights))
+            return weights / ops.maximum(total, 1e-12)
+        global_batch = ops.cast(ops.shape(weights)[0] * _num_replicas(),
+                                weights.dtype)
+        return weights / global_batch
+
+    def _classifier_gradients(self, tape, losses, coefficients):
+        return tape.gradient(losses, self.classifier.trainable_variables,
+                             output_gradients=coefficients)
+
+    def _lookahead_weights(self, grads):
+        """w_hat = one optimiser-like step from w; differentiable in `grads`."""
+        variables = self.classifier.trainable_variables
+        lr = self.optimizer.learning_rate
+        if self.lookahead == "sgd":
+            return [v - ops.cast(lr, v.dtype) * g for v, g in zip(variables, grads)]
+        # The Keras SGD update (velocity = mu * velocity - lr * g), with the L2
+        # term the real step adds.
+        grads = _add_l2(grads, variables, self.weight_decay, 1.0)
+        momentum = self.optimizer.momentum
+        looked_ahead = []
+        for v, g in zip(variables, grads):
+            lr_v = ops.cast(lr, v.dtype)
+            if momentum == 0:
+                looked_ahead.append(v - lr_v * g)
+                continue
+            velocity = self.optimizer.momentums[
+                self.optimizer._get_variable_index(v)]
+            new_velocity = momentum * velocity - lr_v * g
+            if self.optimizer.nesterov:
+                looked_ahead.append(v + momentum * new_velocity - lr_v * g)
+            else:
+                looked_ahead.append(v + new_velocity)
+        return looked_ahead
+
+    def _meta_objective(self, tape, losses, state, coefficients, x_meta, y_meta):
+        """Clean loss at the lookahead weights, as a function of `coefficients`.
+
+        Returns:
+            (meta_loss, meta_outputs): `meta_loss` is this replica's share
+            (mean over its meta slice / num_replicas).
+        """
+        grads = self._classifier_gradients(tape, losses, coefficients)
+        grads = _sum_over_replicas(grads)
+        looked_ahead = self._lookahead_weights(grads)
+        meta_outputs, _ = self.classifier.stateless_call(
+            looked_ahead, state, x_meta, training=True)
+        meta_losses = self._per_example_loss(y_meta, meta_outputs)
+        meta_loss = ops.mean(meta_losses) / _num_replicas()
+        return meta_loss, meta_outputs
+
+    def _mwnet_meta_gradients(self, tape, losses, state, x_meta, y_meta):
+        theta = self.weighting_net.trainable_variables
+        with tf.GradientTape() as meta_tape:
+            weights = self.weighting_net(ops.stop_gradient(losses))
+            meta_loss, meta_outputs = self._meta_objective(
+                tape, losses, state, self._loss_coefficients(weights),
+                x_meta, y_meta)
+        return meta_tape.gradient(meta_loss, theta), meta_loss, meta_outputs
+
+    def _l2rw_weights(self, tape, losses, state, x_meta, y_meta):
+        """Learning-to-Reweight weights: -d meta_loss / d eps at eps = 0."""
+        epsilon = ops.zeros_like(losses)
+        with tf.GradientTape() as meta_tape:
+            meta_tape.watch(epsilon)
+            meta_loss, meta_outputs = self._meta_objective(
+                tape, losses, state, epsilon, x_meta, y_meta)
+        self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
+        raw = ops.maximum(-meta_tape.gradient(meta_loss, epsilon), 0.0)
+        return ops.stop_gradient(raw)
+
+    def _meta_update(self, tape, losses, state, x_meta, y_meta):
+        """Step 3: one meta-optimiser step on theta."""
+        grads, meta_loss, meta_outputs = self._mwnet_meta_gradients(
+            tape, losses, state, x_meta, y_meta)
+        theta = self.weighting_net.trainable_variables
+        grads = _add_l2(grads, theta, self.meta_weight_decay,
+                        1.0 / _num_replicas())
+        self.meta_optimizer.apply(grads, theta)
+        self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
+
+    def _record_meta_metrics(self, meta_loss, y_meta, meta_outputs):
+        self.meta_loss_tracker.update_state(meta_loss * _num_replicas())
+        self.meta_accuracy_tracker.update_state(y_meta, meta_outputs)
+
+    # ---------------------------------------------------------- public API
+
+    def train_step(self, data):
+        (x, y, corrupted), (x_meta, y_meta) = self._unpack(data)
+        tape, outputs, losses, updated_state = self._forward(x, y)
+
+        if self.method == "ce":
+            weights = ops.ones_like(losses)
+        elif self.method == "l2rw":
+            weights = self._l2rw_weights(
+                tape, losses, updated_state, x_meta, y_meta)
+        else:
+            if self.meta_interval == 1:
+                self._meta_update(tape, losses, updated_state, x_meta, y_meta)
+            else:
+                self._maybe_meta_update(
+                    tape, losses, updated_state, x_meta, y_meta)
+            weights = ops.stop_gradient(
+                self.weighting_net(ops.stop_gradient(losses)))
+
+        coefficients = self._loss_coefficients(weights)
+        grads = self._classifier_gradients(tape, losses, coefficients)
+        del tape
+        variables = self.classifier.trainable_variables
+        grads = _add_l2(grads, variables, self.weight_decay,
+                        1.0 / _num_replicas())
+        self.optimizer.apply(grads, variables)
+        for variable, value in zip(self.classifier.non_trainable_variables,
+                                   updated_state):
+            variable.assign(value)
+
+        # Metrics. The loss is the objective the classifier step descended,
+        # without L2, in single-device units.
+        self.loss_tracker.update_state(
+            ops.sum(coefficients * losses) * _num_replicas())
+        self.accuracy_tracker.update_state(y, outputs)
+        if self.method == "l2rw":
+            # Normalised weights sum to 1; scale so that 1 means "average".
+            weights = coefficients * ops.cast(
+                ops.shape(losses)[0] * _num_replicas(), weights.dtype)
+        self.mean_weight_tracker.update_state(weights)
+        logs = ["loss", "accuracy", "mean_weight"]
+        if corrupted is not None:
+            corrupted = ops.cast(ops.reshape(corrupted, (-1,)), weights.dtype)
+            self.clean_weight_tracker.update_state(
+                weights, sample_weight=1.0 - corrupted)
+            self.corrupted_weight_tracker.update_state(
+                weights, sample_weight=corrupted)
+            logs += ["clean_weight", "corrupted_weight"]
+        if self.method != "ce":
+            logs += ["meta_loss", "meta_accuracy"]
+        return {m.name: m.result() for m in self.metrics if m.name in logs}
+
+    def _maybe_meta_update(self, tape, losses, state, x_meta, y_meta):
+        """Step 3 on every `meta_interval`-th step only."""
+        def update():
+            self._meta_update(tape, losses, state, x_meta, y_meta)
+            return ops.ones((), "bool")
+
+        is_meta_step = ops.equal(
+            self.optimizer.iterations % self.meta_interval, 0)
+        tf.cond(is_meta_step, update, lambda: ops.zeros((), "bool"))
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        outputs = self.classifier(x, training=False)
+        self.loss_tracker.update_state(ops.mean(self._per_example_loss(y, outputs)))
+        self.accuracy_tracker.update_state(y, outputs)
+        return {"loss": self.loss_tracker.result(),
+                "accuracy": self.accuracy_tracker.result()}
+
+    def sample_weights(self, x, y, training=False):
+        """The weights V(l_i; theta) the current nets give a batch.
+
+        Args:
+            x, y: A batch of inputs and integer labels.
+            training: Whether to compute the losses in training mode (batch
+                statistics, dropout) as the training step does. Nothing is
+                updated either way.
+
+        Returns:
+            Tensor `(batch,)` of weights in (0, 1).
+        """
+        state = [v.value for v in self.classifier.non_trainable_variables]
+        outputs, _ = self.classifier.stateless_call(
+            self.classifier.trainable_variables, state, x, training=training)
+        return self.weighting_net(self._per_example_loss(y, outputs))
+
+    def compute_meta_gradients(self, x, y, x_meta, y_meta):
+        """Gradients of the meta loss w.r.t. `weighting_net.trainable_variables`.
+
+        The meta loss is the mean clean loss on (x_meta, y_meta) at the
+        lookahead weights w_hat(theta); nothing is applied and no variable
+        (BatchNorm statistics included) changes. L2 is not included.
+
+        Returns:
+            A list of tensors aligned with `weighting_net.trainable_variables`.
+        """
+        tape, _, losses, updated_state = self._forward(x, y)
+        grads, _, _ = self._mwnet_meta_gradients(
+            tape, losses, updated_state, x_meta, y_meta)
+        return grads
+
+    def weighting_function(self, losses):
+        """V evaluated on given loss values, e.g. `np.linspace(0, 10, 200)`."""
+        return self.weighting_net(ops.convert_to_tensor(losses,
+                                                        self._loss_dtype))
+
+    @staticmethod
+    def _unpack(data):
+        try:
+            train, meta = data
+            x, y = train[0], train[1]
+            corrupted = train[2] if len(train) > 2 else None
+            x_meta, y_meta = meta
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                "MetaWeightNet.fit expects elements ((x, y), (x_meta, y_meta)) "
+                "or ((x, y, corrupted), (x_meta, y_meta)); build them with "
+                "mwnet_tf.with_meta(train_ds, meta_ds).") from error
+        return (x, y, corrupted), (x_meta, y_meta)
+
+    # -------------------------------------------------------- serialisation
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            "weighting_net": keras.saving.serialize_keras_object(
+                self.weighting_net),
+            "method": self.method,
+            "lookahead": self.lookahead,
+            "weight_normalization": self.weight_normalization,
+            "meta_interval": self.meta_interval,
+            "from_logits": self.from_logits,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("classifier", "weighting_net"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

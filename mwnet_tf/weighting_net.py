@@ -1,0 +1,103 @@
+"""The weighting function V(loss; theta) of Meta-Weight-Net."""
+
+import math
+
+import keras
+from keras import ops
+
+
+def _torch_linear_initializers(fan_in, seed):
+    """Initialisers equal in distribution to PyTorch's `nn.Linear` default.
+
+    The official code builds V from `nn.Linear` layers, whose weights and biases
+    are both U(-1/sqrt(fan_in), 1/sqrt(fan_in)). The starting point matters
+    here: with one input, the hidden biases span [-1, 1] and decide where the
+    ReLU kinks of the initial weighting curve lie.
+    """
+    limit = 1.0 / math.sqrt(fan_in)
+    kernel_seed = None if seed is None else seed
+    bias_seed = None if seed is None else seed + 1
+    return (keras.initializers.RandomUniform(-limit, limit, seed=kernel_seed),
+            keras.initializers.RandomUniform(-limit, limit, seed=bias_seed))
+
+
+@keras.saving.register_keras_serializable(package="mwnet_tf")
+class WeightingNet(keras.Model):
+    """Maps per-example losses to per-example weights in (0, 1).
+
+    An MLP, 1 -> hidden_sizes -> 1, ReLU hidden units and a sigmoid output, as in
+    Shu et al. (2019). It runs in float32 (or the dtype given) whatever the global
+    mixed-precision policy: its input, a loss value, can exceed the range where
+    bfloat16 keeps the precision the curve needs.
+
+    Usable on its own, e.g. to reweight losses of another training loop:
+
+        weights = weighting_net(ops.stop_gradient(per_example_losses))
+
+    Args:
+        hidden_sizes: Sizes of the hidden layers. The paper uses `(100,)`.
+        seed: Optional integer seed of the initialisers.
+        dtype: Dtype (policy) of the net. Defaults to "float32".
+        **kwargs: Passed to `keras.Model` (e.g. `name`).
+    """
+
+    def __init__(self, hidden_sizes=(100,), seed=None, dtype="float32",
+                 **kwargs):
+        super().__init__(dtype=dtype, **kwargs)
+        hidden_sizes = tuple(int(size) for size in hidden_sizes)
+        if not hidden_sizes or min(hidden_sizes) < 1:
+            raise ValueError(
+                "hidden_sizes must be a non-empty sequence of positive "
+                f"integers, e.g. (100,); got {hidden_sizes}.")
+        self.hidden_sizes = hidden_sizes
+        self.seed = seed
+        self.hidden_layers = []
+        fan_in = 1
+        for index, size in enumerate(hidden_sizes):
+            layer_seed = None if seed is None else seed + 2 * index
+            kernel_init, bias_init = _torch_linear_initializers(fan_in, layer_seed)
+            self.hidden_layers.append(keras.layers.Dense(
+                size, activation="relu", kernel_initializer=kernel_init,
+                bias_initializer=bias_init, dtype=dtype,
+                name=f"hidden_{index}"))
+            fan_in = size
+        out_seed = None if seed is None else seed + 2 * len(hidden_sizes)
+        kernel_init, bias_init = _torch_linear_initializers(fan_in, out_seed)
+        self.output_layer = keras.layers.Dense(
+            1, activation="sigmoid", kernel_initializer=kernel_init,
+            bias_initializer=bias_init, dtype=dtype, name="weight")
+        self.build((None,))
+
+    def build(self, input_shape):
+        shape = (None, 1)
+        for layer in self.hidden_layers:
+            layer.build(shape)
+            shape = (None, layer.units)
+        self.output_layer.build(shape)
+        self.built = True
+
+    def call(self, losses):
+        """Returns the weight of each loss.
+
+        Args:
+            losses: Tensor of shape `(batch,)` or `(batch, 1)`.
+
+        Returns:
+            Weights of shape `(batch,)`, in the net's compute dtype.
+        """
+        hidden = ops.reshape(ops.cast(losses, self.compute_dtype), (-1, 1))
+        for layer in self.hidden_layers:
+            hidden = layer(hidden)
+        return ops.reshape(self.output_layer(hidden), (-1,))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"hidden_sizes": list(self.hidden_sizes),
+                       "seed": self.seed})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("trainable", None)
+        return cls(**config)
