@@ -442,6 +442,9 @@ class MetaWeightNet(keras.Model):
 
     @staticmethod
     def _unpack(data):
+        if isinstance(data, tuple) and len(data) == 3 and data[1] is None \
+                and data[2] is None:
+            data = data[0]  # train_on_batch(x) packs (x, None, None).
         try:
             train, meta = data
             x, y = train[0], train[1]

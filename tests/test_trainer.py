@@ -1,0 +1,339 @@
+"""Behaviour of the MetaWeightNet training step."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mwnet_tf
+
+NUM_CLASSES = 3
+FEATURES = 5
+
+
+def _classifier(dtype="float32", batch_norm=True, seed=0):
+    inputs = keras.Input((FEATURES,), dtype=dtype)
+    hidden = keras.layers.Dense(
+        6, dtype=dtype, kernel_initializer=keras.initializers.GlorotUniform(seed))(inputs)
+    if batch_norm:
+        hidden = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
+                                                 dtype=dtype)(hidden)
+    hidden = keras.layers.Activation("tanh", dtype=dtype)(hidden)
+    outputs = keras.layers.Dense(
+        NUM_CLASSES, dtype=dtype,
+        kernel_initializer=keras.initializers.GlorotUniform(seed + 1))(hidden)
+    return keras.Model(inputs, outputs)
+
+
+def _batches(seed, n=12, n_meta=8, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, FEATURES)).astype(dtype),
+            rng.integers(0, NUM_CLASSES, n),
+            rng.normal(size=(n_meta, FEATURES)).astype(dtype),
+            rng.integers(0, NUM_CLASSES, n_meta))
+
+
+def _per_example_ce(y, logits):
+    return keras.losses.sparse_categorical_crossentropy(y, logits,
+                                                        from_logits=True)
+
+
+def _reference_meta_loss(model, x, y, x_meta, y_meta):
+    """The meta objective J(theta), written out first-order and independently.
+
+    Recomputes the lookahead weights from scratch with a plain tape, so its
+    finite differences check the second-order tape code of the trainer.
+    """
+    classifier, net = model.classifier, model.weighting_net
+    state = [v.value for v in classifier.non_trainable_variables]
+    variables = classifier.trainable_variables
+    with tf.GradientTape() as tape:
+        logits, _ = classifier.stateless_call(variables, state, x, training=True)
+        losses = _per_example_ce(y, logits)
+        weights = net(tf.stop_gradient(losses))
+        if model.weight_normalization == "sum":
+            weighted = tf.reduce_sum(weights * losses) / tf.reduce_sum(weights)
+        else:
+            weighted = tf.reduce_mean(weights * losses)
+    grads = tape.gradient(weighted, variables)
+    lr = float(model.optimizer.learning_rate.numpy())
+    if model.lookahead == "sgd":
+        looked_ahead = [w - lr * g for w, g in zip(variables, grads)]
+    else:  # One Keras SGD step with Nesterov momentum and L2 on the gradient.
+        mu, decay = model.optimizer.momentum, model.weight_decay
+        looked_ahead = []
+        for w, g in zip(variables, grads):
+            g = g + decay * w
+            velocity = model.optimizer.momentums[
+                model.optimizer._get_variable_index(w)]
+            new_velocity = mu * velocity - lr * g
+            looked_ahead.append(w + mu * new_velocity - lr * g)
+    meta_logits, _ = classifier.stateless_call(looked_ahead, state, x_meta,
+                                               training=True)
+    return float(tf.reduce_mean(_per_example_ce(y_meta, meta_logits)))
+
+
+def _compiled(lookahead="sgd", weight_normalization="mean", dtype="float32",
+              method="mwnet", batch_norm=True, seed=0, **compile_kwargs):
+    model = mwnet_tf.MetaWeightNet(
+        _classifier(dtype, batch_norm, seed),
+        mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=seed, dtype=dtype),
+        method=method, lookahead=lookahead,
+        weight_normalization=weight_normalization)
+    compile_kwargs.setdefault(
+        "optimizer", keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True))
+    model.compile(**compile_kwargs)
+    return model
+
+
+@pytest.mark.parametrize("lookahead", ["sgd", "optimizer"])
+@pytest.mark.parametrize("weight_normalization", ["mean", "sum"])
+def test_meta_gradient_matches_finite_differences(lookahead,
+                                                  weight_normalization):
+    model = _compiled(lookahead, weight_normalization, dtype="float64")
+    rng = np.random.default_rng(1)
+    # Non-zero momentum slots, so that the "optimizer" lookahead uses them.
+    for slot in model.optimizer.momentums:
+        slot.assign(rng.normal(scale=0.1, size=slot.shape))
+    x, y, x_meta, y_meta = _batches(2, dtype="float64")
+
+    analytic = model.compute_meta_gradients(x, y, x_meta, y_meta)
+    epsilon = 1e-6
+    for variable, grad in zip(model.weighting_net.trainable_variables, analytic):
+        original = variable.numpy()
+        numeric = np.zeros_like(original)
+        for index in np.ndindex(original.shape):
+            for sign in (1, -1):
+                shifted = original.copy()
+                shifted[index] += sign * epsilon
+                variable.assign(shifted)
+                numeric[index] += sign * _reference_meta_loss(
+                    model, x, y, x_meta, y_meta) / (2 * epsilon)
+        variable.assign(original)
+        error = np.max(np.abs(grad.numpy() - numeric)) / np.max(np.abs(numeric))
+        assert np.max(np.abs(numeric)) > 0
+        assert error < 1e-4, (variable.path, error)
+
+
+def test_compute_meta_gradients_changes_no_variable():
+    model = _compiled()
+    x, y, x_meta, y_meta = _batches(3)
+    before = [v.numpy().copy() for v in model.variables]
+    optimizer_before = [v.numpy().copy() for v in
+                        model.optimizer.variables + model.meta_optimizer.variables]
+    grads = model.compute_meta_gradients(x, y, x_meta, y_meta)
+    assert any(np.any(g.numpy() != 0) for g in grads)
+    for old, variable in zip(before, model.variables):
+        np.testing.assert_array_equal(old, variable.numpy(), err_msg=variable.path)
+    for old, variable in zip(optimizer_before, model.optimizer.variables
+                             + model.meta_optimizer.variables):
+        np.testing.assert_array_equal(old, variable.numpy())
+
+
+def test_train_step_updates_batchnorm_statistics_once():
+    """The real step writes the moving statistics of its one forward pass."""
+    model = _compiled()
+    x, y, x_meta, y_meta = _batches(4)
+    batch_norm = [layer for layer in model.classifier.layers
+                  if isinstance(layer, keras.layers.BatchNormalization)][0]
+    dense = model.classifier.layers[1]
+    expected_mean = 0.1 * np.mean(x @ dense.kernel.numpy() + dense.bias.numpy(),
+                                  axis=0)
+    model.train_on_batch(((x, y), (x_meta, y_meta)))
+    np.testing.assert_allclose(batch_norm.moving_mean.numpy(), expected_mean,
+                               rtol=1e-4, atol=1e-6)
+
+
+def _train(model, data, steps):
+    dataset = tf.data.Dataset.from_tensors(data).repeat(steps)
+    return model.fit(dataset, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("method", ["mwnet", "l2rw", "ce"])
+def test_eager_and_graph_training_agree(method):
+    data = ((_batches(5)[0], _batches(5)[1]), (_batches(5)[2], _batches(5)[3]))
+    eager = _compiled(method=method, run_eagerly=True)
+    graph = _compiled(method=method)
+    _train(eager, data, 3)
+    _train(graph, data, 3)
+    for a, b in zip(eager.variables, graph.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=a.path)
+
+
+@pytest.fixture(scope="module")
+def two_replica_strategy():
+    # One strategy for the module: two MirroredStrategy objects in one process
+    # can hand out clashing collective keys.
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("the CPU could not be split into two logical devices "
+                    "(the runtime was initialised before tests/conftest.py)")
+    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+
+
+@pytest.mark.parametrize("weight_normalization", ["mean", "sum"])
+def test_two_replicas_match_one_device(weight_normalization,
+                                       two_replica_strategy):
+    strategy = two_replica_strategy
+    x, y, x_meta, y_meta = _batches(6, n=16, n_meta=8)
+    data = ((x, y), (x_meta, y_meta))
+
+    single = _compiled(weight_normalization=weight_normalization,
+                       batch_norm=False)
+    _train(single, data, 2)
+    with strategy.scope():
+        mirrored = _compiled(weight_normalization=weight_normalization,
+                             batch_norm=False)
+    history = _train(mirrored, data, 2)
+    assert np.isfinite(history.history["meta_loss"][-1])
+    for a, b in zip(single.variables, mirrored.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=a.path)
+
+
+def test_ce_method_is_plain_cross_entropy_training():
+    """method="ce" takes exactly the step of a plain Keras classifier."""
+    x, y, x_meta, y_meta = _batches(7)
+    ours = _compiled(method="ce", weight_decay=0.0,
+                     optimizer=keras.optimizers.SGD(0.1))
+    plain = _classifier()
+    plain.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain.set_weights(ours.classifier.get_weights())
+    ours.train_on_batch(((x, y), (x_meta, y_meta)))
+    plain.train_on_batch(x, y)
+    for a, b in zip(ours.classifier.variables, plain.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_weight_decay_is_l2_on_the_gradient():
+    """One plain SGD step is w - lr * (grad + decay * w), as in PyTorch."""
+    model = _compiled(method="ce", weight_decay=0.1,
+                      optimizer=keras.optimizers.SGD(0.5))
+    before = [v.numpy() for v in model.classifier.trainable_variables]
+    x, y, x_meta, y_meta = _batches(8)
+    with tf.GradientTape() as tape:
+        outputs = model.classifier(x, training=True)
+        loss = tf.reduce_mean(_per_example_ce(y, outputs))
+    data_grads = tape.gradient(loss, model.classifier.trainable_variables)
+    model.train_on_batch(((x, y), (x_meta, y_meta)))
+    for w0, g, variable in zip(before, data_grads,
+                               model.classifier.trainable_variables):
+        np.testing.assert_allclose(variable.numpy(),
+                                   w0 - 0.5 * (g.numpy() + 0.1 * w0),
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_meta_interval_updates_theta_every_kth_step():
+    model = mwnet_tf.MetaWeightNet(_classifier(), meta_interval=2)
+    model.compile()
+    x, y, x_meta, y_meta = _batches(9)
+    thetas = [model.weighting_net.get_weights()]
+    for _ in range(4):
+        model.train_on_batch(((x, y), (x_meta, y_meta)))
+        thetas.append(model.weighting_net.get_weights())
+    changed = [not all(np.array_equal(a, b) for a, b in zip(t0, t1))
+               for t0, t1 in zip(thetas, thetas[1:])]
+    assert changed == [True, False, True, False]
+
+
+def test_corrupted_flag_feeds_clean_and_corrupted_weight_metrics():
+    model = _compiled()
+    x, y, x_meta, y_meta = _batches(10)
+    corrupted = np.array([1, 0] * 6, "float32")
+    # The logged weights are V after the meta step, on the losses at the
+    # weights before the step.
+    state = [v.value for v in model.classifier.non_trainable_variables]
+    logits, _ = model.classifier.stateless_call(
+        model.classifier.trainable_variables, state, x, training=True)
+    losses = _per_example_ce(y, logits)
+    logs = model.train_on_batch(((x, y, corrupted), (x_meta, y_meta)),
+                                return_dict=True)
+    weights = model.weighting_function(losses).numpy()
+    assert logs["clean_weight"] == pytest.approx(weights[corrupted == 0].mean(),
+                                                 rel=1e-3)
+    assert logs["corrupted_weight"] == pytest.approx(
+        weights[corrupted == 1].mean(), rel=1e-3)
+    assert set(logs) >= {"loss", "meta_loss", "accuracy", "meta_accuracy",
+                         "mean_weight"}
+
+
+def test_bad_arguments_are_rejected_with_clear_messages():
+    with pytest.raises(ValueError, match="method must be one of"):
+        mwnet_tf.MetaWeightNet(_classifier(), method="mentornet")
+    with pytest.raises(ValueError, match="meta_interval"):
+        mwnet_tf.MetaWeightNet(_classifier(), meta_interval=0)
+    with pytest.raises(ValueError, match="must be built"):
+        mwnet_tf.MetaWeightNet(keras.Sequential([keras.layers.Dense(2)]))
+    with pytest.raises(ValueError, match="keras.optimizers.SGD"):
+        mwnet_tf.MetaWeightNet(_classifier(), lookahead="optimizer").compile(
+            optimizer="adam")
+    model = _compiled()
+    with pytest.raises(ValueError, match="with_meta"):
+        model.train_on_batch((_batches(0)[0], _batches(0)[1]))
+
+
+def test_subclassed_and_sequential_classifiers_train():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(4, activation="relu")
+            self.dropout = keras.layers.Dropout(0.2, seed=1)
+            self.logits = keras.layers.Dense(NUM_CLASSES)
+
+        def call(self, x, training=None):
+            return self.logits(self.dropout(self.hidden(x), training=training))
+
+    sequential = keras.Sequential([keras.Input((FEATURES,)),
+                                   keras.layers.Dense(4, activation="relu"),
+                                   keras.layers.Dense(NUM_CLASSES)])
+    subclassed = Subclassed()
+    subclassed(np.zeros((1, FEATURES), "float32"))
+    x, y, x_meta, y_meta = _batches(11)
+    for classifier in (sequential, subclassed):
+        model = mwnet_tf.MetaWeightNet(classifier)
+        model.compile()
+        before = [v.numpy() for v in model.trainable_variables]
+        history = _train(model, ((x, y), (x_meta, y_meta)), 2)
+        assert np.isfinite(history.history["loss"][-1])
+        assert all(not np.array_equal(b, v.numpy())
+                   for b, v in zip(before, model.trainable_variables))
+
+
+def test_mixed_bfloat16_keeps_losses_and_weights_in_float32():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        inputs = keras.Input((FEATURES,))
+        hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        outputs = keras.layers.Dense(NUM_CLASSES, dtype="float32")(hidden)
+        model = mwnet_tf.MetaWeightNet(keras.Model(inputs, outputs))
+        model.compile()
+        x, y, x_meta, y_meta = _batches(12)
+        history = _train(model, ((x, y), (x_meta, y_meta)), 2)
+        assert model.weighting_net.compute_dtype == "float32"
+        assert model.sample_weights(x, y).dtype == tf.float32
+        assert np.isfinite(history.history["meta_loss"][-1])
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = _compiled()
+    x, y, x_meta, y_meta = _batches(13)
+    _train(model, ((x, y), (x_meta, y_meta)), 2)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, mwnet_tf.MetaWeightNet)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(loaded.weighting_function([0.0, 1.0, 4.0]),
+                               model.weighting_function([0.0, 1.0, 4.0]))
+    assert loaded.weight_decay == model.weight_decay
+    # Both nets save and load on their own too.
+    model.weighting_net.save(tmp_path / "v.keras")
+    net = keras.saving.load_model(tmp_path / "v.keras")
+    np.testing.assert_allclose(net(np.array([0.5, 2.0])),
+                               model.weighting_function([0.5, 2.0]))
