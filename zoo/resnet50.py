@@ -1,0 +1,78 @@
+"""ResNet-50 for 224x224 images with a new classifier (Clothing1M in the paper).
+
+The backbone is `keras.applications.ResNet50`; only the head is ours. The
+paper fine-tunes an ImageNet-pretrained network, whose weights expect images
+preprocessed by `keras.applications.resnet50.preprocess_input` (BGR, mean
+subtracted, 0-255 range).
+"""
+
+import os
+
+import keras
+
+from zoo import common
+
+_FEATURES = 2048  # Width of ResNet-50's pooled features.
+
+
+def resnet50(num_classes, weights=None, input_shape=(224, 224, 3), seed=None,
+             name="resnet50"):
+    """Builds ResNet-50 with a `num_classes`-way logits layer.
+
+    Args:
+        num_classes: Number of classes (logits), at least 1.
+        weights: Initial backbone weights: None for random initialisation,
+            "imagenet" to download Keras's ImageNet weights (network needed),
+            or the path of a local weights file of the backbone
+            (`keras.applications.ResNet50(include_top=False, pooling="avg")`),
+            e.g. `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5` or a
+            `.weights.h5` file saved by Keras 3.
+        input_shape: Shape of one image, (height, width, 3); each side at
+            least 32.
+        seed: Optional integer seed of the head's initial weights (the
+            backbone's random initialisation is not seeded by it).
+        name: Model name.
+
+    Returns:
+        A functional `keras.Model` from images to float32 logits of shape
+        (batch, num_classes). The head, like PyTorch's `nn.Linear` in the
+        reference, starts from U(-1/sqrt(2048), 1/sqrt(2048)).
+
+    Raises:
+        ValueError: If `num_classes` is not a positive integer.
+        FileNotFoundError: If `weights` is a path that does not exist.
+        RuntimeError: If `weights="imagenet"` and the download fails.
+    """
+    num_classes = common.check_num_classes(num_classes)
+    if weights not in (None, "imagenet"):
+        weights = os.fspath(weights)  # Also accept a pathlib.Path.
+        # Checked before the backbone is built, so that a wrong path fails
+        # fast and says what is missing.
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(
+                f"ResNet-50 weights file not found: {weights!r} (weights "
+                "should be None, 'imagenet' or the path of a local weights "
+                "file)")
+    try:
+        backbone = keras.applications.ResNet50(
+            include_top=False, weights=weights, input_shape=input_shape,
+            pooling="avg")
+    except ValueError:
+        raise  # A bad argument, e.g. too small an input_shape.
+    except Exception as error:  # pylint: disable=broad-except
+        if weights != "imagenet":
+            raise
+        # `keras.utils.get_file` reports network failures as bare Exceptions.
+        reason = " ".join(str(error).split())
+        raise RuntimeError(
+            f"Downloading the ImageNet weights of ResNet-50 failed ({reason}); "
+            "without network access pass weights=<path of a local backbone "
+            "weights file, e.g. resnet50_weights_tf_dim_ordering_tf_kernels_"
+            "notop.h5> instead.") from error
+    seeds = common.SeedStream(seed)
+    logits = common.logits_layer(
+        num_classes,
+        kernel_initializer=common.torch_linear_default(_FEATURES, seeds()),
+        bias_initializer=common.torch_linear_default(_FEATURES, seeds()),
+    )(backbone.output)
+    return keras.Model(backbone.input, logits, name=name)
