@@ -97,7 +97,8 @@ class MetaWeightNet(keras.Model):
         weight_normalization: "mean" uses mean_i(v_i * l_i) (MW-Net.py);
             "sum" uses sum_i(v_i * l_i) / sum_i(v_i) (the paper's appendix).
         meta_interval: Update theta every this many steps (1 = every step);
-            the other steps reuse the current V.
+            the other steps reuse the current V. Values above 1 need a
+            single replica.
         from_logits: Whether the classifier outputs logits.
         **kwargs: Passed to `keras.Model`.
     """
@@ -177,6 +178,13 @@ class MetaWeightNet(keras.Model):
                 'lookahead="optimizer" needs a keras.optimizers.SGD classifier '
                 f"optimizer; got {type(self.optimizer).__name__}. Use "
                 'lookahead="sgd" with other optimisers.')
+        if (self.meta_interval > 1
+                and self.distribute_strategy.num_replicas_in_sync > 1):
+            # The conditional meta step would put a cross-replica sync point
+            # inside tf.cond, which tf.distribute does not support.
+            raise ValueError(
+                "meta_interval > 1 needs a single replica; use meta_interval=1 "
+                "under a multi-replica strategy.")
         self.weight_decay = float(weight_decay)
         self.meta_weight_decay = float(meta_weight_decay)
         # Build now, outside any tf.function, so that the slots exist for the

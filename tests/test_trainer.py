@@ -337,3 +337,10 @@ def test_save_and_load_round_trip(tmp_path):
     net = keras.saving.load_model(tmp_path / "v.keras")
     np.testing.assert_allclose(net(np.array([0.5, 2.0])),
                                model.weighting_function([0.5, 2.0]))
+
+
+def test_meta_interval_needs_one_replica(two_replica_strategy):
+    with two_replica_strategy.scope():
+        model = mwnet_tf.MetaWeightNet(_classifier(), meta_interval=2)
+        with pytest.raises(ValueError, match="single replica"):
+            model.compile()

@@ -1,0 +1,140 @@
+"""Keras callbacks of the experiment runner, beyond those Keras ships."""
+
+import io
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# Loss values at which the weighting function is drawn: cross-entropy of a
+# confident mistake on 10-100 classes lies in this range.
+LOSS_GRID = np.linspace(0.0, 10.0, 201, dtype="float32")
+
+
+def plot_weighting_function(model, path=None, title=None):
+    """Draws V(loss) of a MetaWeightNet; returns PNG bytes (and writes `path`).
+
+    Args:
+        model: A `MetaWeightNet`.
+        path: Optional file to write the PNG to.
+        title: Optional plot title.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    weights = model.weighting_function(LOSS_GRID).numpy()
+    figure, axes = plt.subplots(figsize=(4, 3), dpi=100)
+    axes.plot(LOSS_GRID, weights)
+    axes.set_xlabel("training loss")
+    axes.set_ylabel("weight V(loss)")
+    axes.set_ylim(0.0, 1.0)
+    axes.grid(alpha=0.3)
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    if path is not None:
+        with open(path, "wb") as file:
+            file.write(buffer.getvalue())
+    return buffer.getvalue()
+
+
+class WeightingFunctionLogger(keras.callbacks.Callback):
+    """Logs the learned weighting function to TensorBoard as an image each epoch.
+
+    Args:
+        log_dir: TensorBoard directory of the image (e.g. `<logs>/weighting`).
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        png = plot_weighting_function(self.model, title=f"epoch {epoch + 1}")
+        with self._writer.as_default(step=epoch):
+            tf.summary.image("weighting_function",
+                             tf.image.decode_png(png)[None], step=epoch)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class MetaSetEvaluation(keras.callbacks.Callback):
+    """Adds the accuracy on the clean meta set to each epoch's logs.
+
+    The meta set is the only clean data a user of MW-Net has, so choosing the
+    epoch by it, not by the test set, is the honest model selection. Place this
+    callback before loggers (CSVLogger, TensorBoard) so that they record it.
+
+    Args:
+        meta_dataset: Un-augmented batches `(x, y)` of the meta set.
+    """
+
+    def __init__(self, meta_dataset):
+        super().__init__()
+        self.meta_dataset = meta_dataset
+
+    def on_epoch_end(self, epoch, logs=None):
+        results = self.model.evaluate(self.meta_dataset, verbose=0,
+                                      return_dict=True)
+        if logs is not None:
+            logs["meta_eval_accuracy"] = results["accuracy"]
+            logs["meta_eval_loss"] = results["loss"]
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds the wall-clock seconds of each training epoch to its logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        # Validation runs inside the epoch; time training only.
+        self._paused = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            end = getattr(self, "_paused", None) or time.perf_counter()
+            logs["epoch_seconds"] = end - self._start
+        self._paused = None
+
+
+class EpochVariable(keras.callbacks.Callback):
+    """Keeps a `tf.Variable` equal to the current epoch.
+
+    Input pipelines read it to seed the epoch's shuffle and augmentation, so an
+    epoch sees the same batches whether or not the run was resumed.
+    """
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
+
+
+class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that never backs up an epoch whose loss is not finite.
+
+    `TerminateOnNaN` stops a run mid-epoch, but Keras still ends the epoch;
+    the stock callback would then overwrite the last good backup with NaNs.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            return
+        super().on_epoch_end(epoch, logs)

@@ -1,0 +1,286 @@
+r"""Runs one experiment: strategy -> data -> model -> compile -> fit -> report.
+
+    python -m mwnet_tf.main --flagfile=flags/quickstart.cfg
+    python -m mwnet_tf.main --flagfile=flags/cifar100_uniform40.cfg \
+        --workdir=runs/c100_u40
+
+This is the only module that reads flags. Rerunning the same command resumes
+from the work directory's last completed epoch.
+"""
+
+import json
+import os
+import shutil
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import mwnet_tf
+import zoo
+from mwnet_tf import callbacks as callbacks_lib
+from mwnet_tf import data as data_lib
+from mwnet_tf import experiment_flags
+
+FLAGS = flags.FLAGS
+# Flags that change how a run is watched or stored, not what it computes: a
+# work directory may be resumed with other values of these.
+_RUN_CONTROL_FLAGS = ("workdir", "overwrite", "verbose", "download",
+                      "cache_dir")
+# What the runner writes into a work directory; --overwrite removes these only.
+_OUTPUTS = ("config.json", "backup", "tensorboard", "history.csv",
+            "results.json", "classifier.keras", "weighting_net.keras",
+            "weighting_function.png")
+
+
+class ExperimentError(Exception):
+    """Bad input found before training; its message says how to fix it."""
+
+
+def resolved_config():
+    """The experiment's flag values, as written to `config.json`."""
+    names = sorted(name for name in FLAGS
+                   if FLAGS[name].module_name == experiment_flags.__name__)
+    return {name: FLAGS[name].value for name in names}
+
+
+def prepare_workdir(workdir, config, overwrite):
+    """Creates or checks the work directory; returns True when resuming.
+
+    Raises:
+        ExperimentError: the directory holds a run with other flags (and not
+            `overwrite`), or files that are not a run of this program.
+    """
+    config_path = os.path.join(workdir, "config.json")
+    comparable = {k: v for k, v in config.items() if k not in _RUN_CONTROL_FLAGS}
+    if os.path.isdir(workdir) and os.listdir(workdir):
+        if not os.path.exists(config_path):
+            raise ExperimentError(
+                f"--workdir={workdir} is not empty and holds no config.json, "
+                "so it is not a run of mwnet_tf.main; choose a new or empty "
+                "directory.")
+        with open(config_path) as file:
+            previous = json.load(file)
+        previous = {k: v for k, v in previous.items()
+                    if k not in _RUN_CONTROL_FLAGS}
+        if previous == comparable:
+            return True
+        changed = sorted(k for k in set(previous) | set(comparable)
+                         if previous.get(k) != comparable.get(k))
+        if not overwrite:
+            raise ExperimentError(
+                f"--workdir={workdir} holds a run made with other flags "
+                f"({', '.join('--' + k for k in changed)}); use another "
+                "--workdir, or pass --overwrite to replace that run.")
+        for name in _OUTPUTS:
+            path = os.path.join(workdir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    os.makedirs(workdir, exist_ok=True)
+    with open(config_path, "w") as file:
+        json.dump(config, file, indent=2, sort_keys=True)
+    return False
+
+
+def check_paths():
+    """Checks every path flag before anything expensive starts."""
+    if FLAGS.data_path and not os.path.exists(FLAGS.data_path):
+        raise ExperimentError(
+            f"--data_path={FLAGS.data_path} does not exist; give the image "
+            "folder, its .tar.gz, or the Clothing1M root.")
+    weights = FLAGS.pretrained_weights
+    if weights and weights != "imagenet" and not os.path.isfile(weights):
+        raise ExperimentError(
+            f"--pretrained_weights={weights} is not a file; give a local "
+            "ResNet-50 weights file, or `imagenet` to download them.")
+
+
+def learning_rate_schedule(steps_per_epoch):
+    decay_epochs = [int(e) for e in FLAGS.lr_decay_epochs if int(e) < FLAGS.epochs]
+    if not decay_epochs:
+        return FLAGS.lr
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        boundaries=[e * steps_per_epoch for e in decay_epochs],
+        values=[FLAGS.lr * FLAGS.lr_decay ** i
+                for i in range(len(decay_epochs) + 1)])
+
+
+def build_model(num_classes, image_shape):
+    model_kwargs = {"input_shape": tuple(image_shape), "seed": FLAGS.seed}
+    if FLAGS.dropout_rate is not None:
+        model_kwargs["dropout_rate"] = FLAGS.dropout_rate
+    if FLAGS.pretrained_weights:
+        model_kwargs["weights"] = FLAGS.pretrained_weights
+    classifier = zoo.build(FLAGS.model, num_classes, **model_kwargs)
+    weighting_net = mwnet_tf.WeightingNet(
+        hidden_sizes=[int(size) for size in FLAGS.vnet_hidden], seed=FLAGS.seed)
+    return mwnet_tf.MetaWeightNet(
+        classifier, weighting_net, method=FLAGS.method,
+        lookahead=FLAGS.lookahead,
+        weight_normalization=FLAGS.weight_normalization,
+        meta_interval=FLAGS.meta_interval)
+
+
+def read_history(path):
+    """Per-epoch logs from CSVLogger, the last row of each epoch winning.
+
+    A resumed run appends to the file, so an epoch cut short by an
+    interruption may appear twice.
+    """
+    import csv
+    rows = {}
+    with open(path) as file:
+        for row in csv.DictReader(file):
+            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items()
+                                       if v not in ("", None)}
+    return [rows[e] for e in sorted(rows)]
+
+
+def summarise(history, test_logs, statistics, steps_per_epoch):
+    best_meta = max(history, key=lambda row: row.get("meta_eval_accuracy", 0.0))
+    epoch_seconds = [row["epoch_seconds"] for row in history
+                     if "epoch_seconds" in row]
+    median_epoch = float(np.median(epoch_seconds)) if epoch_seconds else None
+    return {
+        "final_test_accuracy": test_logs["accuracy"],
+        "final_test_loss": test_logs["loss"],
+        "best_test_accuracy": max(row["val_accuracy"] for row in history),
+        "best_meta_epoch": int(best_meta["epoch"]) + 1,
+        "test_accuracy_at_best_meta_accuracy": best_meta["val_accuracy"],
+        "best_meta_accuracy": best_meta.get("meta_eval_accuracy"),
+        "final_clean_weight": history[-1].get("clean_weight"),
+        "final_corrupted_weight": history[-1].get("corrupted_weight"),
+        "epochs_completed": len(history),
+        "seconds_per_epoch": median_epoch,
+        "seconds_per_step": (median_epoch / steps_per_epoch
+                             if median_epoch else None),
+        "data": statistics,
+    }
+
+
+def run():
+    """The experiment, once flags are parsed. Returns the results dict."""
+    workdir = FLAGS.workdir
+    config = resolved_config()
+    check_paths()
+    resuming = prepare_workdir(workdir, config, FLAGS.overwrite)
+    logging.info("%s %s", "Resuming" if resuming else "Starting", workdir)
+    keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if FLAGS.mixed_bfloat16:
+        keras.config.set_dtype_policy("mixed_bfloat16")
+
+    # ## Strategy
+    strategy = (tf.distribute.MirroredStrategy()
+                if FLAGS.distribute == "mirrored"
+                else tf.distribute.get_strategy())
+    replicas = strategy.num_replicas_in_sync
+    for name in ("batch_size", "meta_batch_size"):
+        if FLAGS[name].value % replicas:
+            raise ExperimentError(
+                f"--{name}={FLAGS[name].value} does not split evenly over "
+                f"{replicas} replicas; use a multiple of {replicas}.")
+
+    # ## Data
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    try:
+        data = data_lib.prepare(
+            FLAGS.dataset, data_dir=FLAGS.data_dir, path=FLAGS.data_path,
+            noise=FLAGS.noise, noise_rate=FLAGS.noise_rate,
+            imbalance_factor=FLAGS.imbalance_factor,
+            meta_per_class=FLAGS.meta_per_class, seed=FLAGS.seed,
+            batch_size=FLAGS.batch_size, meta_batch_size=FLAGS.meta_batch_size,
+            cache_dir=FLAGS.cache_dir, train_subset=FLAGS.train_subset,
+            download=FLAGS.download, epoch=epoch)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        raise ExperimentError(str(error)) from error
+    logging.info("Data: %d train (%d steps/epoch), %d meta, %d test, %d "
+                 "classes; realised noise rate %s", data.num_train,
+                 data.steps_per_epoch, data.num_meta, data.num_test,
+                 data.num_classes, data.statistics.get("realised_noise_rate"))
+
+    # ## Model
+    with strategy.scope():
+        try:
+            model = build_model(data.num_classes, data.image_shape)
+        except (ValueError, FileNotFoundError, RuntimeError) as error:
+            raise ExperimentError(str(error)) from error
+        model.compile(
+            optimizer=keras.optimizers.SGD(
+                learning_rate_schedule(data.steps_per_epoch),
+                momentum=FLAGS.momentum, nesterov=FLAGS.nesterov),
+            meta_optimizer=keras.optimizers.Adam(FLAGS.meta_lr),
+            weight_decay=FLAGS.weight_decay,
+            meta_weight_decay=FLAGS.meta_weight_decay,
+            steps_per_execution=FLAGS.steps_per_execution)
+
+    # ## Fit
+    logs_dir = os.path.join(workdir, "tensorboard")
+    history_path = os.path.join(workdir, "history.csv")
+    # Order matters: callbacks that add to the epoch logs come before those
+    # that record them.
+    callbacks = [
+        callbacks_lib.EpochVariable(epoch),
+        callbacks_lib.EpochTimer(),
+        callbacks_lib.MetaSetEvaluation(data.meta_eval),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        keras.callbacks.TensorBoard(logs_dir, histogram_freq=1),
+        callbacks_lib.FiniteBackupAndRestore(os.path.join(workdir, "backup"),
+                                             delete_checkpoint=False),
+    ]
+    if FLAGS.method == "mwnet":
+        callbacks.insert(0, callbacks_lib.WeightingFunctionLogger(
+            os.path.join(logs_dir, "weighting")))
+    verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+    model.fit(mwnet_tf.with_meta(data.train, data.meta),
+              epochs=FLAGS.epochs, validation_data=data.test,
+              callbacks=callbacks, verbose=verbose)
+
+    # ## Report
+    history = read_history(history_path)
+    if not np.isfinite(history[-1].get("loss", np.nan)):
+        raise ExperimentError(
+            f"The training loss became NaN in epoch {len(history)}; the last "
+            f"good checkpoint is kept in {workdir}/backup. Lower --lr or "
+            "--meta_lr, then rerun with --overwrite.")
+    test_logs = model.evaluate(data.test, verbose=0, return_dict=True)
+    results = summarise(history, test_logs, data.statistics,
+                        data.steps_per_epoch)
+    model.classifier.save(os.path.join(workdir, "classifier.keras"))
+    model.weighting_net.save(os.path.join(workdir, "weighting_net.keras"))
+    if FLAGS.method == "mwnet":
+        callbacks_lib.plot_weighting_function(
+            model, os.path.join(workdir, "weighting_function.png"),
+            title=f"{FLAGS.dataset} {FLAGS.noise} {FLAGS.noise_rate:g}")
+    with open(os.path.join(workdir, "results.json"), "w") as file:
+        json.dump(results, file, indent=2)
+    logging.info("Final test accuracy %.4f; test accuracy at best meta "
+                 "accuracy (epoch %d) %.4f; results in %s/results.json",
+                 results["final_test_accuracy"], results["best_meta_epoch"],
+                 results["test_accuracy_at_best_meta_accuracy"], workdir)
+    return results
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        run()
+    except ExperimentError as error:
+        # One line, no traceback: the message says what to change.
+        sys.exit(f"mwnet_tf.main: error: {error}")
+
+
+experiment_flags.define_flags()
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,18 @@
+"""The README's `model.fit` example keeps working."""
+
+import os
+import re
+
+README = os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")
+
+
+def test_readme_fit_example_runs(tmp_path, monkeypatch):
+    with open(README) as file:
+        blocks = re.findall(r"```python\n(.*?)```", file.read(), re.DOTALL)
+    assert blocks, "README.md has no python example"
+    monkeypatch.chdir(tmp_path)  # The example writes TensorBoard logs.
+    namespace = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert namespace["weights"].shape == (8,)
+    assert namespace["curve"].shape == (50,)
+    assert os.listdir(tmp_path / "logs")
