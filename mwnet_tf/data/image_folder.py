@@ -1,0 +1,373 @@
+"""Image-folder trees (and .tar.gz archives of them), decoded once and cached.
+
+Layout, as read by `tfds.folder_dataset.ImageFolder`:
+
+    <root>/train/<class>/<image>.{jpg,jpeg,png}
+    <root>/test/<class>/<image>
+    <root>/meta/<class>/<image>      (optional: a trusted clean meta set)
+
+Decoding tens of thousands of JPEG files takes a while, so the decoded uint8
+arrays are written once to `<cache_dir>/decoded/` and loaded from there on
+later runs. An archive is unpacked once into `<cache_dir>/extracted/`. Nothing
+is ever written next to the user's data.
+"""
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from mwnet_tf.data.source import Source, Split
+
+DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "mwnet_tf")
+REQUIRED_SPLITS = ("train", "test")
+OPTIONAL_SPLITS = ("meta",)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # What ImageFolder reads.
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+# CIFAR-10 label order. "pair" noise and comparisons with tfds' cifar10 need
+# it, so a folder whose classes are exactly these names is numbered in this
+# order. (It happens to be alphabetical, ImageFolder's order, too; the explicit
+# rule keeps that an asserted fact rather than a coincidence.)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                   "frog", "horse", "ship", "truck")
+
+# Bump when the layout of the cached arrays changes.
+_CACHE_VERSION = "1"
+
+
+def is_archive(path):
+    """Whether `path` names a tar archive this module can unpack."""
+    return str(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def class_order(names):
+    """Returns the class names in label order: CIFAR-10 order or alphabetical.
+
+    Args:
+        names: Iterable of class folder names.
+
+    Returns:
+        A tuple of names; position = label.
+    """
+    names = set(names)
+    if names == set(CIFAR10_CLASSES):
+        return CIFAR10_CLASSES
+    return tuple(sorted(names))
+
+
+def _image_files(folder):
+    return sorted(
+        name for name in os.listdir(folder)
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+        and os.path.isfile(os.path.join(folder, name)))
+
+
+def _subfolders(folder):
+    return sorted(
+        name for name in os.listdir(folder)
+        if os.path.isdir(os.path.join(folder, name)))
+
+
+def scan_image_folder(root):
+    """Lists an image-folder tree and checks its structure, without decoding.
+
+    Args:
+        root: Directory holding the split folders.
+
+    Returns:
+        `(class_names, files)`: class names in label order (see `class_order`)
+        and a dict split -> list of (relative path, label), sorted by path.
+
+    Raises:
+        FileNotFoundError: If `root` does not exist.
+        ValueError: If "train" or "test" is missing, a class folder holds no
+            images, or the splits have different classes.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"Image folder {root!r} does not exist or is not a directory.")
+    present = _subfolders(root)
+    missing = [s for s in REQUIRED_SPLITS if s not in present]
+    if missing:
+        raise ValueError(
+            f"Image folder {root!r} has no {'/'.join(missing)} split; expected "
+            f"<root>/train/<class>/<image> and <root>/test/<class>/<image> "
+            f"(optional <root>/meta/...), found folders {present}.")
+    splits = [s for s in REQUIRED_SPLITS + OPTIONAL_SPLITS if s in present]
+    classes = {}
+    for split in splits:
+        split_dir = os.path.join(root, split)
+        classes[split] = _subfolders(split_dir)
+        if not classes[split]:
+            raise ValueError(
+                f"Split folder {split_dir!r} has no class folders.")
+        for name in classes[split]:
+            if not _image_files(os.path.join(split_dir, name)):
+                raise ValueError(
+                    f"Class folder {os.path.join(split_dir, name)!r} holds no "
+                    f"images ({', '.join(IMAGE_EXTENSIONS)}); remove it or add "
+                    "images.")
+    for split in splits[1:]:
+        if classes[split] != classes["train"]:
+            only_train = sorted(set(classes["train"]) - set(classes[split]))
+            only_here = sorted(set(classes[split]) - set(classes["train"]))
+            raise ValueError(
+                f"Splits 'train' and {split!r} of {root!r} have different "
+                f"classes: only in train {only_train}, only in {split} "
+                f"{only_here}.")
+    class_names = class_order(classes["train"])
+    label_of = {name: label for label, name in enumerate(class_names)}
+    files = {}
+    for split in splits:
+        entries = []
+        for name in classes[split]:
+            for file_name in _image_files(os.path.join(root, split, name)):
+                entries.append(
+                    (os.path.join(split, name, file_name), label_of[name]))
+        files[split] = sorted(entries)
+    return class_names, files
+
+
+def _hash_file_head(path, num_bytes=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(num_bytes))
+    return digest.hexdigest()
+
+
+def _archive_key(path):
+    """Cache key of an archive: file name, size and a hash of its first MiB."""
+    name = os.path.basename(path)
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    size = os.path.getsize(path)
+    return f"{name}-{size}-{_hash_file_head(path)[:12]}"
+
+
+def _folder_key(root, files):
+    """Cache key of a folder: its name and a hash of every file's path, size, mtime."""
+    digest = hashlib.sha256(_CACHE_VERSION.encode())
+    for split in sorted(files):
+        for relative, label in files[split]:
+            stat = os.stat(os.path.join(root, relative))
+            digest.update(f"{relative}\0{label}\0{stat.st_size}\0"
+                          f"{stat.st_mtime_ns}\n".encode())
+    name = os.path.basename(os.path.normpath(root)) or "root"
+    return f"{name}-{digest.hexdigest()[:16]}"
+
+
+def extract_archive(archive, cache_dir):
+    """Unpacks a tar archive once into the cache and returns the tree's root.
+
+    The archive is unpacked into `<cache_dir>/extracted/<key>/`, keyed by the
+    archive's name, size and a hash of its first MiB; a second call returns the
+    existing tree. Unpacking goes to a temporary folder that is renamed when
+    complete, so an interrupted or concurrent run never leaves half a tree.
+
+    Args:
+        archive: Path of a .tar.gz / .tgz / .tar file.
+        cache_dir: Cache directory.
+
+    Returns:
+        The directory holding the split folders (the unpacked folder itself, or
+        its only subfolder if the archive wraps the tree in one).
+
+    Raises:
+        FileNotFoundError: If the archive does not exist.
+        ValueError: If it is not a readable tar archive.
+    """
+    if not os.path.isfile(archive):
+        raise FileNotFoundError(f"Archive {archive!r} does not exist.")
+    target = os.path.join(cache_dir, "extracted", _archive_key(archive))
+    if not os.path.isdir(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".partial-",
+                                   dir=os.path.dirname(target))
+        try:
+            with tarfile.open(archive) as tar:
+                # The "data" filter refuses absolute paths, links out of the
+                # tree and special files.
+                tar.extractall(staging, filter="data")
+            try:
+                os.rename(staging, target)
+            except OSError:  # Another process finished first: use its tree.
+                shutil.rmtree(staging, ignore_errors=True)
+        except tarfile.TarError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ValueError(
+                f"Cannot unpack {archive!r}: {error}.") from error
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    entries = _subfolders(target)
+    if not any(s in entries for s in REQUIRED_SPLITS) and len(entries) == 1:
+        return os.path.join(target, entries[0])
+    return target
+
+
+def _find_bad_image(paths, shape):
+    """Returns (path, reason) of the first file that fails to decode to `shape`."""
+    for path in paths:
+        try:
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                                       expand_animations=False)
+        except tf.errors.OpError as error:
+            return path, f"cannot be decoded ({error.message.strip()})"
+        if tuple(image.shape) != tuple(shape):
+            return path, (f"has shape {tuple(image.shape)}, but the first "
+                          f"training image has {tuple(shape)}; all images "
+                          "must have the same size")
+    return None
+
+
+def _decode_split(builder, root, split, files, class_names, shape):
+    """Decodes one split with ImageFolder into (images, labels, relative paths)."""
+    # ImageFolder numbers classes by the sorted union of all split folders;
+    # translate its labels to ours through the names.
+    folder_names = builder.info.features["label"].names
+    ours = {name: label for label, name in enumerate(class_names)}
+    to_ours = tf.constant([ours.get(name, -1) for name in folder_names],
+                          dtype=tf.int64)
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+
+    def convert(example):
+        # ensure_shape fails at run time on an image of another size, which
+        # sends us to the slow path below to name the file.
+        image = tf.ensure_shape(example["image"], shape)
+        return image, tf.gather(to_ours, example["label"]), \
+            example["image/filename"]
+
+    dataset = dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+    images, labels, names = [], [], []
+    try:
+        for image, label, name in dataset.batch(2048).prefetch(2):
+            images.append(image.numpy())
+            labels.append(label.numpy())
+            names.append(name.numpy())
+    except tf.errors.OpError as error:
+        paths = [os.path.join(root, relative) for relative, _ in files]
+        bad = _find_bad_image(paths, shape)
+        if bad is None:
+            raise
+        raise ValueError(f"Image {bad[0]!r} {bad[1]}.") from error
+    images = np.concatenate(images)
+    labels = np.concatenate(labels)
+    relative = np.array(
+        [os.path.relpath(n.decode(), root) for n in np.concatenate(names)])
+    # ImageFolder shuffles each split (with a fixed seed); sort by file path so
+    # that the arrays are in a documented order that does not depend on it.
+    order = np.argsort(relative, kind="stable")
+    return images[order], labels[order], relative[order]
+
+
+def _decode_tree(root, class_names, files):
+    first = os.path.join(root, files["train"][0][0])
+    try:
+        shape = tuple(tf.io.decode_image(tf.io.read_file(first), channels=3,
+                                         expand_animations=False).shape)
+    except tf.errors.OpError as error:
+        raise ValueError(
+            f"Image {first!r} cannot be decoded "
+            f"({error.message.strip()}).") from error
+    builder = tfds.folder_dataset.ImageFolder(root)
+    arrays = {"class_names": np.array(class_names)}
+    for split in files:
+        images, labels, relative = _decode_split(
+            builder, root, split, files[split], class_names, shape)
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_labels"] = labels.astype(np.int64)
+        arrays[f"{split}_files"] = relative
+    return arrays
+
+
+def _save_atomically(path, arrays):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=".partial-", suffix=".npz",
+                                       dir=os.path.dirname(path))
+    try:
+        with os.fdopen(handle, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(staging, path)
+    except BaseException:
+        if os.path.exists(staging):
+            os.remove(staging)
+        raise
+
+
+def _source_from_arrays(arrays, name):
+    def split(key):
+        return Split(labels=arrays[f"{key}_labels"].astype(np.int64),
+                     images=arrays[f"{key}_images"])
+
+    has_meta = "meta_images" in arrays
+    return Source(
+        name=name, class_names=tuple(str(c) for c in arrays["class_names"]),
+        train=split("train"), test=split("test"),
+        meta=split("meta") if has_meta else None,
+        meta_origin="trusted 'meta' folder" if has_meta else None)
+
+
+def load_image_folder(path, cache_dir=None):
+    """Loads an image-folder tree or a tar archive of one into memory.
+
+    Class labels: if the class names are the ten CIFAR-10 names, labels follow
+    CIFAR-10 order (airplane=0 ... truck=9); otherwise classes are numbered in
+    alphabetical order, the order `tfds.folder_dataset.ImageFolder` uses. Within
+    a split, examples are sorted by file path. All images must have the same
+    size; grey or RGBA images are converted to RGB.
+
+    Args:
+        path: Root directory of the tree, or a .tar.gz / .tgz / .tar archive
+            of one (unpacked once into the cache).
+        cache_dir: Directory for unpacked archives and decoded arrays; None
+            means `~/.cache/mwnet_tf`.
+
+    Returns:
+        A `Source` with uint8 images in memory; its `meta` is the trusted
+        `meta` split when the tree has one.
+
+    Raises:
+        FileNotFoundError: If `path` does not exist.
+        ValueError: For a malformed tree (missing split, empty class folder,
+            classes differing between splits) or an image that cannot be
+            decoded or has another size (the message names the file).
+    """
+    cache_dir = os.path.expanduser(cache_dir or DEFAULT_CACHE_DIR)
+    path = os.path.expanduser(str(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"Image folder or archive {path!r} does not exist.")
+    name = os.path.basename(os.path.normpath(path))
+    if os.path.isfile(path):
+        if not is_archive(path):
+            raise ValueError(
+                f"{path!r} is a file but not a tar archive "
+                f"({', '.join(ARCHIVE_SUFFIXES)}); pass a folder or an archive.")
+        # An archive's key is cheap to compute, so its decoded arrays can be
+        # found without unpacking or listing anything.
+        cached = os.path.join(cache_dir, "decoded",
+                              f"{_archive_key(path)}-v{_CACHE_VERSION}.npz")
+        if os.path.exists(cached):
+            with np.load(cached) as arrays:
+                return _source_from_arrays(dict(arrays), name)
+        root = extract_archive(path, cache_dir)
+        class_names, files = scan_image_folder(root)
+    else:
+        root = path
+        class_names, files = scan_image_folder(root)
+        cached = os.path.join(cache_dir, "decoded",
+                              f"{_folder_key(root, files)}.npz")
+        if os.path.exists(cached):
+            with np.load(cached) as arrays:
+                return _source_from_arrays(dict(arrays), name)
+    arrays = _decode_tree(root, class_names, files)
+    _save_atomically(cached, arrays)
+    return _source_from_arrays(arrays, name)

@@ -1,0 +1,188 @@
+"""Synthetic label noise: transition matrices, corruption, realised statistics.
+
+The definitions follow the official Meta-Weight-Net code
+(`load_corrupted_data.py`): a row-stochastic matrix T with T[i, j] the
+probability that an example of true class i is given label j, and each noisy
+label drawn independently from the row T[y] of its true class y.
+
+To add a noise type, add a branch to `noise_transition_matrix` and its name to
+`NOISE_TYPES`; `corrupt_labels`, the statistics and `prepare` need no change.
+"""
+
+import numpy as np
+
+NOISE_TYPES = ("none", "uniform", "flip", "flip2", "pair")
+
+# The usual asymmetric CIFAR-10 noise (Patrini et al., 2017), in CIFAR-10 label
+# order: truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
+CIFAR10_PAIR_MAPPING = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+
+def _streams(seed):
+    """Two independent generators: one picks flip targets, one draws labels.
+
+    Both come from `np.random.default_rng(seed)`, so one integer fixes
+    everything, while the choice of targets and the per-example draws do not
+    reuse the same random numbers.
+    """
+    target_rng, draw_rng = np.random.default_rng(seed).spawn(2)
+    return target_rng, draw_rng
+
+
+def _check_arguments(num_classes, noise, rate):
+    if noise not in NOISE_TYPES:
+        raise ValueError(
+            f"Unknown noise type {noise!r}; valid types are "
+            f"{', '.join(NOISE_TYPES)}.")
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes \
+            or num_classes < 2:
+        raise ValueError(
+            f"num_classes must be an integer >= 2; got {num_classes!r}.")
+    if not 0.0 <= float(rate) <= 1.0:
+        raise ValueError(
+            f"The noise rate must lie in [0, 1]; got {rate!r}.")
+    if noise == "flip2" and num_classes < 3:
+        raise ValueError(
+            "flip2 noise needs at least 3 classes (two other classes per "
+            f"class); got num_classes={num_classes}.")
+    if noise == "pair" and num_classes != 10:
+        raise ValueError(
+            "pair noise is the CIFAR-10 mapping (truck->automobile, "
+            "bird->airplane, deer->horse, cat<->dog) and needs 10 classes in "
+            f"CIFAR-10 label order; got num_classes={num_classes}. Use "
+            "'flip' for a seeded one-target mapping of any number of classes.")
+
+
+def noise_transition_matrix(num_classes, noise, rate, seed):
+    """Returns the true noise transition matrix T of a noise type.
+
+    T[i, j] is the probability that an example of true class i is labelled j.
+
+    - "none": the identity (`rate` is ignored).
+    - "uniform": T = (1 - p) I + (p / K) 1 1^T. The new label is drawn from all
+      K classes, the true one included, so the realised fraction of changed
+      labels is p (K - 1) / K, not p.
+    - "flip": class i keeps its label with probability 1 - p and goes to one
+      fixed other class, chosen at random from `seed`, with probability p.
+    - "flip2": class i goes to each of two fixed, distinct other classes
+      (chosen from `seed`) with probability p / 2.
+    - "pair": the CIFAR-10 mapping truck(9) -> automobile(1),
+      bird(2) -> airplane(0), deer(4) -> horse(7), cat(3) <-> dog(5) with
+      probability p; other classes stay clean. Only for 10 classes in CIFAR-10
+      label order.
+
+    Args:
+        num_classes: Number of classes K (>= 2).
+        noise: One of `NOISE_TYPES`.
+        rate: Corruption probability p in [0, 1].
+        seed: Integer seed; decides the targets of "flip" and "flip2".
+
+    Returns:
+        A float64 array of shape (K, K) whose rows sum to 1.
+
+    Raises:
+        ValueError: For an unknown noise type, a rate outside [0, 1], or a
+            number of classes the noise type cannot use.
+    """
+    _check_arguments(num_classes, noise, rate)
+    k, p = int(num_classes), float(rate)
+    if noise == "none":
+        return np.eye(k)
+    if noise == "uniform":
+        return (1.0 - p) * np.eye(k) + (p / k) * np.ones((k, k))
+    if noise == "pair":
+        matrix = np.eye(k)
+        for source, target in CIFAR10_PAIR_MAPPING.items():
+            matrix[source, source] = 1.0 - p
+            matrix[source, target] = p
+        return matrix
+    target_rng, _ = _streams(seed)
+    num_targets = 1 if noise == "flip" else 2
+    matrix = (1.0 - p) * np.eye(k)
+    for source in range(k):
+        others = np.delete(np.arange(k), source)
+        targets = target_rng.choice(others, size=num_targets, replace=False)
+        matrix[source, targets] += p / num_targets
+    return matrix
+
+
+def corrupt_labels(labels, num_classes, noise, rate, seed):
+    """Returns noisy labels drawn from the rows of the noise transition matrix.
+
+    The noisy label of an example of true class y is drawn from T[y], with T from
+    `noise_transition_matrix(num_classes, noise, rate, seed)`; so for "uniform"
+    noise the realised rate of changed labels is about p (K - 1) / K. The input
+    array is not modified.
+
+    Args:
+        labels: Integer array of clean labels in [0, num_classes).
+        num_classes: Number of classes K.
+        noise: One of `NOISE_TYPES`.
+        rate: Corruption probability p in [0, 1].
+        seed: Integer seed; the same seed gives the same labels.
+
+    Returns:
+        A new int64 array of noisy labels, shaped like `labels`.
+
+    Raises:
+        ValueError: For invalid noise arguments or labels outside
+            [0, num_classes).
+    """
+    labels = np.asarray(labels)
+    matrix = noise_transition_matrix(num_classes, noise, rate, seed)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"Labels must lie in [0, {num_classes}); got values from "
+            f"{labels.min()} to {labels.max()}.")
+    labels = labels.astype(np.int64)
+    _, draw_rng = _streams(seed)
+    # Inverse-CDF sampling, vectorised over examples. The last CDF entry is set
+    # to exactly 1 so that rounding can never push a draw past class K - 1.
+    cdf = np.cumsum(matrix, axis=1)
+    cdf[:, -1] = 1.0
+    uniforms = draw_rng.random(labels.shape)
+    noisy = (uniforms[..., None] >= cdf[labels]).sum(axis=-1)
+    return noisy.astype(np.int64)
+
+
+def label_noise_statistics(clean, noisy, num_classes):
+    """Summarises the noise actually realised in a set of labels.
+
+    Args:
+        clean: Integer array of true labels.
+        noisy: Integer array of observed labels, same shape as `clean`.
+        num_classes: Number of classes K.
+
+    Returns:
+        A JSON-serialisable dict with
+        - "num_examples": int,
+        - "realised_noise_rate": fraction of examples with noisy != clean,
+        - "clean_counts", "noisy_counts": per-class counts (lists of K ints),
+        - "corrupted_counts": per true class, how many labels were changed,
+        - "transition_matrix": the empirical T as a K x K nested list of floats
+          (row i: distribution of noisy labels among examples of true class i;
+          all zeros for a class without examples).
+
+    Raises:
+        ValueError: If the arrays differ in shape.
+    """
+    clean = np.asarray(clean, dtype=np.int64).ravel()
+    noisy = np.asarray(noisy, dtype=np.int64).ravel()
+    if clean.shape != noisy.shape:
+        raise ValueError(
+            f"clean and noisy labels differ in length: {clean.size} vs "
+            f"{noisy.size}.")
+    k = int(num_classes)
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (clean, noisy), 1)
+    row_sums = counts.sum(axis=1, keepdims=True)
+    matrix = counts / np.maximum(row_sums, 1)
+    corrupted = clean != noisy
+    return {
+        "num_examples": int(clean.size),
+        "realised_noise_rate": float(corrupted.mean()) if clean.size else 0.0,
+        "clean_counts": np.bincount(clean, minlength=k).tolist(),
+        "noisy_counts": np.bincount(noisy, minlength=k).tolist(),
+        "corrupted_counts": np.bincount(clean[corrupted], minlength=k).tolist(),
+        "transition_matrix": matrix.tolist(),
+    }

@@ -1,0 +1,417 @@
+"""One call from a data set name to the train / meta / test pipelines.
+
+Order of operations (all seeded from the one `seed`):
+
+1. Load the source (tensorflow-datasets, image folder, or Clothing1M).
+2. Meta set: if the source has a trusted clean split (an image folder's `meta`
+   folder, Clothing1M's clean validation or clean training set) it is the meta
+   set (subsampled to `meta_per_class` per class if given). Otherwise
+   `meta_per_class` clean examples per class are drawn from the training split
+   and removed from it.
+3. Imbalance: the remaining training split is cut to a long-tailed profile.
+   The meta set is drawn first, from the balanced split, as the official
+   Meta-Weight-Net class-imbalance code does (`data_utils.py` there takes the
+   meta images out, then makes the rest long-tailed); so the meta set stays
+   balanced and the training counts follow the long-tail formula exactly with
+   n_max = the smallest class after the meta draw (4900 for CIFAR-10 with 100
+   meta images per class).
+4. `train_subset`: a seeded random subset of the training split.
+5. Noise: the training labels are corrupted; the meta and test labels never.
+"""
+
+import dataclasses
+import numbers
+import os
+from typing import Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from mwnet_tf.data import clothing1m as clothing1m_lib
+from mwnet_tf.data import image_folder
+from mwnet_tf.data import pipeline
+from mwnet_tf.data import tfds_source
+from mwnet_tf.data.imbalance import long_tailed_indices
+from mwnet_tf.data.meta_split import sample_per_class, split_meta
+from mwnet_tf.data.noise import (NOISE_TYPES, corrupt_labels,
+                                 label_noise_statistics,
+                                 noise_transition_matrix)
+
+DATASETS = ("cifar10", "cifar100", "folder", "clothing1m")
+# Number of classes and training examples per class, known before loading, so
+# that impossible requests fail before minutes of loading.
+_KNOWN_SIZES = {"cifar10": (10, 5000), "cifar100": (100, 500)}
+# The official code's --num_meta default: 1000 meta images in all.
+DEFAULT_META_TOTAL = 1000
+# Each random stage gets its own seed derived from the user's seed.
+_STAGES = ("meta", "imbalance", "subset", "noise", "train_pipeline",
+           "meta_pipeline")
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedData:
+    """The input pipelines of one experiment and what they contain.
+
+    Attributes:
+        train: Batched `(image float32 [B, H, W, C], noisy_label int32 [B],
+            is_corrupted float32 [B])`; shuffled and augmented anew each
+            epoch, last partial batch dropped, NOT repeated. `is_corrupted` is
+            1.0 where the noisy label differs from the true one (for
+            Clothing1M: where a clean label is known and differs), for metrics
+            only. Pair it with `meta` through `mwnet_tf.with_meta`; a plain
+            `keras.Model.fit(train)` would read `is_corrupted` as sample
+            weights.
+        meta: Batched `(image float32 [B_m, H, W, C], label int32 [B_m])` of
+            the clean meta set, ENDLESS: pass after pass over the meta set
+            (`meta_steps_per_epoch` batches each), each reshuffled and
+            augmented with the training transform (as the official code
+            does), last partial batch of a pass dropped. An iterator starts
+            again from a first pass keyed by the epoch, so `with_meta`'s
+            `repeat()` is a no-op on it.
+        meta_eval: The meta set as `(image, label)` batches of
+            `eval_batch_size`, one pass, not shuffled or augmented: for
+            measuring accuracy on the clean meta set.
+        test: Batched `(image float32 [B_e, H, W, C], label int32 [B_e])`,
+            not shuffled or augmented, last batch may be smaller.
+        num_classes: Number of classes K.
+        class_names: Names of classes 0 .. K-1.
+        image_shape: Shape (H, W, C) of one model input.
+        steps_per_epoch: Number of batches in one pass over `train`.
+        meta_steps_per_epoch: Number of batches in one pass over `meta`.
+        num_train: Training examples (one epoch sees
+            `steps_per_epoch * batch_size` of them).
+        num_meta: Meta examples.
+        num_test: Test examples.
+        statistics: JSON-serialisable description of the data actually used:
+            arguments, counts per class, realised noise rate, true and
+            empirical transition matrices.
+    """
+
+    train: tf.data.Dataset
+    meta: tf.data.Dataset
+    meta_eval: tf.data.Dataset
+    test: tf.data.Dataset
+    num_classes: int
+    class_names: Tuple[str, ...]
+    image_shape: Tuple[int, ...]
+    steps_per_epoch: int
+    meta_steps_per_epoch: int
+    num_train: int
+    num_meta: int
+    num_test: int
+    statistics: dict
+
+
+def _stage_seed(seed, stage):
+    state = np.random.SeedSequence([seed, _STAGES.index(stage)])
+    return int(state.generate_state(1)[0])
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_arguments(dataset, data_dir, path, noise, noise_rate,
+                     imbalance_factor, meta_per_class, seed, batch_size,
+                     meta_batch_size, eval_batch_size, train_subset,
+                     clothing1m_meta, epoch):
+    """Checks argument values and combinations, without touching any file."""
+    if dataset not in DATASETS:
+        raise ValueError(
+            f"Unknown dataset {dataset!r}; valid datasets are "
+            f"{', '.join(DATASETS)}.")
+    if noise not in NOISE_TYPES:
+        raise ValueError(
+            f"Unknown noise type {noise!r}; valid types are "
+            f"{', '.join(NOISE_TYPES)}.")
+    if not isinstance(noise_rate, numbers.Real) or isinstance(noise_rate, bool) \
+            or not 0.0 <= noise_rate <= 1.0:
+        raise ValueError(
+            f"noise_rate must be a number in [0, 1]; got {noise_rate!r}.")
+    if not isinstance(imbalance_factor, numbers.Real) \
+            or not imbalance_factor >= 1.0:
+        raise ValueError(
+            "imbalance_factor is the ratio of the largest to the smallest "
+            f"class and must be >= 1 (1 = balanced); got {imbalance_factor!r}.")
+    if meta_per_class is not None and (
+            not _is_int(meta_per_class) or meta_per_class < 1):
+        raise ValueError(
+            "meta_per_class must be a positive integer or None (default); got "
+            f"{meta_per_class!r}.")
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}.")
+    for name, value in (("batch_size", batch_size),
+                        ("meta_batch_size", meta_batch_size),
+                        ("eval_batch_size", eval_batch_size)):
+        if value is not None and (not _is_int(value) or value < 1):
+            raise ValueError(
+                f"{name} must be a positive integer; got {value!r}.")
+    if train_subset is not None and (not _is_int(train_subset)
+                                     or train_subset < 1):
+        raise ValueError(
+            f"train_subset must be a positive integer or None; got "
+            f"{train_subset!r}.")
+    if epoch is not None and not (isinstance(epoch, tf.Variable)
+                                  and epoch.dtype.is_integer
+                                  and epoch.shape.rank == 0):
+        raise ValueError(
+            "epoch must be None or a scalar integer tf.Variable holding the "
+            f"current epoch; got {epoch!r}.")
+    if dataset in _KNOWN_SIZES:
+        num_classes, per_class = _KNOWN_SIZES[dataset]
+        if path is not None:
+            raise ValueError(
+                f"path is not used by dataset={dataset!r}; pass data_dir= for "
+                "a tensorflow-datasets directory, or use dataset='folder' "
+                "with path= to read an image folder or archive.")
+        if noise == "pair" and num_classes != 10:
+            raise ValueError(
+                f"pair noise is defined for CIFAR-10's 10 classes only, not "
+                f"{dataset}; use 'flip' or 'flip2'.")
+        if meta_per_class is not None and meta_per_class >= per_class:
+            raise ValueError(
+                f"meta_per_class={meta_per_class} is too large: {dataset} has "
+                f"{per_class} training images per class and some must remain "
+                "for training.")
+    else:
+        if path is None:
+            what = ("an image folder (<root>/train/<class>/<image>) or a "
+                    ".tar.gz of one" if dataset == "folder"
+                    else "the Clothing1M root (with images/ and annotations/)")
+            raise ValueError(f"dataset={dataset!r} needs path= {what}.")
+        if data_dir is not None:
+            raise ValueError(
+                f"data_dir is the tensorflow-datasets directory, used only by "
+                f"cifar10/cifar100; for dataset={dataset!r} pass path=.")
+    if dataset == "clothing1m":
+        if noise != "none":
+            raise ValueError(
+                "Clothing1M's labels are already noisy; use noise='none' "
+                f"(got {noise!r}).")
+        if imbalance_factor != 1:
+            raise ValueError(
+                "imbalance_factor is not supported for Clothing1M; use 1.")
+        if clothing1m_meta not in clothing1m_lib.META_SPLITS:
+            raise ValueError(
+                f"Unknown clothing1m_meta {clothing1m_meta!r}; valid are "
+                f"{', '.join(clothing1m_lib.META_SPLITS)}.")
+
+
+def _check_paths(dataset, data_dir, path, download):
+    """Checks that the given paths exist, before anything is loaded."""
+    if dataset in _KNOWN_SIZES:
+        if data_dir is not None and not download and not os.path.isdir(
+                os.path.expanduser(data_dir)):
+            raise FileNotFoundError(
+                f"data_dir {data_dir!r} does not exist and download=False; "
+                "pass the directory where tfds prepared the data.")
+        return
+    path = os.path.expanduser(str(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"path {path!r} does not exist; for dataset={dataset!r} pass "
+            + ("an image folder or a .tar.gz archive of one."
+               if dataset == "folder" else "the Clothing1M root."))
+    if dataset == "clothing1m":
+        clothing1m_lib.check_clothing1m_root(path)
+    elif os.path.isfile(path) and not image_folder.is_archive(path):
+        raise ValueError(
+            f"path {path!r} is a file but not a tar archive "
+            f"({', '.join(image_folder.ARCHIVE_SUFFIXES)}).")
+
+
+def _load(dataset, data_dir, path, cache_dir, download, clothing1m_meta):
+    if dataset in tfds_source.TFDS_NAMES:
+        return tfds_source.load_tfds(dataset, data_dir=data_dir,
+                                     download=download)
+    if dataset == "folder":
+        return image_folder.load_image_folder(path, cache_dir=cache_dir)
+    return clothing1m_lib.load_clothing1m(path, meta_split=clothing1m_meta)
+
+
+def _counts(labels, num_classes):
+    return np.bincount(np.asarray(labels, dtype=np.int64),
+                       minlength=num_classes).tolist()
+
+
+def prepare(dataset, data_dir=None, path=None, noise="uniform",
+            noise_rate=0.4, imbalance_factor=1.0, meta_per_class=None, seed=1,
+            batch_size=100, meta_batch_size=100, eval_batch_size=None,
+            cache_dir=None, train_subset=None, download=True,
+            clothing1m_meta="clean_val", epoch=None):
+    """Loads a data set and builds its noisy train, clean meta and test pipelines.
+
+    All arguments are checked before anything is loaded. See the module
+    docstring for the order of meta split, imbalance, subset and noise.
+
+    Args:
+        dataset: "cifar10", "cifar100" (tensorflow-datasets), "folder" (an
+            image-folder tree or .tar.gz of one) or "clothing1m".
+        data_dir: tensorflow-datasets data directory (cifar10/cifar100 only);
+            None uses tfds' default.
+        path: Image folder or archive ("folder"), or Clothing1M root.
+        noise: Label noise type, one of `NOISE_TYPES`. Clothing1M needs "none"
+            (its labels are noisy already).
+        noise_rate: Corruption probability p in [0, 1] (ignored for "none").
+        imbalance_factor: Long-tail imbalance factor IF >= 1; 1 = balanced.
+        meta_per_class: Clean meta examples per class. None: the whole trusted
+            split if the source has one, else 1000 / K per class (at least 1),
+            the official code's 1000 meta images (100 per class for CIFAR-10,
+            10 for CIFAR-100).
+        seed: Non-negative integer; fixes the meta set, imbalance, subset,
+            noise, shuffling and augmentation.
+        batch_size: Training batch size.
+        meta_batch_size: Meta batch size.
+        eval_batch_size: Test batch size; None means `batch_size`.
+        cache_dir: Cache for unpacked archives and decoded images ("folder");
+            None means ~/.cache/mwnet_tf.
+        train_subset: If given, keep only this many training examples (seeded
+            random choice, after the meta split and imbalance).
+        download: Whether tensorflow-datasets may download missing data.
+        clothing1m_meta: Clean Clothing1M split used as the meta set:
+            "clean_val" (default; Meta-Weight-Net takes its Clothing1M meta
+            set from the clean validation data) or "clean_train".
+        epoch: Optional scalar integer `tf.Variable` that holds the current
+            epoch when an epoch's iteration starts (e.g. assigned by a
+            callback in `on_epoch_begin`). The order and augmentation of the
+            train and meta batches of epoch e are then a function of (seed, e)
+            alone, so a resumed run sees the same batches as an uninterrupted
+            one. None: each new iteration draws the next key of a sequence
+            fixed by `seed`.
+
+    Returns:
+        A `PreparedData`.
+
+    Raises:
+        ValueError: For invalid arguments or combinations, data that cannot
+            satisfy them (e.g. a class smaller than meta_per_class), or a
+            malformed folder.
+        FileNotFoundError: For a missing path.
+        RuntimeError: If tensorflow-datasets cannot load or download the data.
+    """
+    _check_arguments(dataset, data_dir, path, noise, noise_rate,
+                     imbalance_factor, meta_per_class, seed, batch_size,
+                     meta_batch_size, eval_batch_size, train_subset,
+                     clothing1m_meta, epoch)
+    _check_paths(dataset, data_dir, path, download)
+    eval_batch_size = eval_batch_size or batch_size
+
+    source = _load(dataset, data_dir, path, cache_dir, download,
+                   clothing1m_meta)
+    num_classes = source.num_classes
+    synthetic_noise = source.train.clean_labels is None
+    true_matrix = None
+    if synthetic_noise:
+        # Fails early (e.g. "pair" on a folder without 10 classes).
+        true_matrix = noise_transition_matrix(
+            num_classes, noise, noise_rate, _stage_seed(seed, "noise"))
+
+    # 2. Meta set.
+    if source.meta is not None:
+        meta = source.meta
+        if meta_per_class is not None:
+            meta = meta.take(sample_per_class(
+                meta.labels, meta_per_class, _stage_seed(seed, "meta"),
+                num_classes))
+        train = source.train
+        meta_origin = source.meta_origin
+    else:
+        per_class = meta_per_class or max(1, DEFAULT_META_TOTAL // num_classes)
+        train_indices, meta_indices = split_meta(
+            source.train.labels, per_class, _stage_seed(seed, "meta"),
+            num_classes)
+        meta = source.train.take(meta_indices)
+        train = source.train.take(train_indices)
+        meta_origin = f"{per_class} per class drawn from the training split"
+
+    # 3. Imbalance.
+    if imbalance_factor > 1:
+        train = train.take(long_tailed_indices(
+            train.labels, num_classes, imbalance_factor,
+            _stage_seed(seed, "imbalance")))
+
+    # 4. Subset.
+    if train_subset is not None:
+        if train_subset > len(train):
+            raise ValueError(
+                f"train_subset={train_subset} exceeds the {len(train)} "
+                "training examples left after the meta split and imbalance.")
+        rng = np.random.default_rng(_stage_seed(seed, "subset"))
+        train = train.take(np.sort(rng.choice(len(train), train_subset,
+                                              replace=False)))
+
+    # 5. Noise.
+    if synthetic_noise:
+        clean = train.labels
+        noisy = corrupt_labels(clean, num_classes, noise, noise_rate,
+                               _stage_seed(seed, "noise"))
+        corrupted = noisy != clean
+        noise_stats = label_noise_statistics(clean, noisy, num_classes)
+    else:
+        noisy, clean = train.labels, train.clean_labels
+        known = clean >= 0
+        corrupted = known & (clean != noisy)
+        noise_stats = label_noise_statistics(clean[known], noisy[known],
+                                             num_classes)
+
+    if len(train) < batch_size:
+        raise ValueError(
+            f"Only {len(train)} training examples remain, fewer than "
+            f"batch_size={batch_size}; lower batch_size or train on more data.")
+    if len(meta) < meta_batch_size:
+        raise ValueError(
+            f"The meta set has {len(meta)} examples, fewer than "
+            f"meta_batch_size={meta_batch_size}; lower meta_batch_size or "
+            "raise meta_per_class.")
+
+    if source.in_memory:
+        def build(split, labels, batch, **kwargs):
+            return pipeline.array_dataset(split.images, labels, batch,
+                                          **kwargs)
+        image_shape = tuple(int(d) for d in source.train.images.shape[1:])
+    else:
+        def build(split, labels, batch, **kwargs):
+            return pipeline.file_dataset(split.paths, labels, batch, **kwargs)
+        image_shape = (224, 224, 3)
+
+    train_ds = build(train, noisy, batch_size, corrupted=corrupted,
+                     shuffle=True, augment=True, drop_remainder=True,
+                     seed=_stage_seed(seed, "train_pipeline"), epoch=epoch)
+    meta_ds = build(meta, meta.labels, meta_batch_size, shuffle=True,
+                    augment=True, drop_remainder=True, repeat=True,
+                    seed=_stage_seed(seed, "meta_pipeline"), epoch=epoch)
+    meta_eval_ds = build(meta, meta.labels, eval_batch_size)
+    test_ds = build(source.test, source.test.labels, eval_batch_size)
+
+    statistics = {
+        "dataset": dataset,
+        "class_names": list(source.class_names),
+        "num_classes": num_classes,
+        "noise": noise,
+        "noise_rate": float(noise_rate),
+        "imbalance_factor": float(imbalance_factor),
+        "seed": int(seed),
+        "meta_origin": meta_origin,
+        "order": "meta split, imbalance, train_subset, noise",
+        "num_train": len(train),
+        "num_meta": len(meta),
+        "num_test": len(source.test),
+        "train_counts_clean": _counts(clean[clean >= 0], num_classes),
+        "train_counts_noisy": _counts(noisy, num_classes),
+        "meta_counts": _counts(meta.labels, num_classes),
+        "test_counts": _counts(source.test.labels, num_classes),
+        "realised_noise_rate": noise_stats["realised_noise_rate"],
+        "corrupted_counts": noise_stats["corrupted_counts"],
+        "num_train_with_clean_label": noise_stats["num_examples"],
+        "transition_matrix_true": (None if true_matrix is None
+                                   else true_matrix.tolist()),
+        "transition_matrix_empirical": noise_stats["transition_matrix"],
+    }
+    return PreparedData(
+        train=train_ds, meta=meta_ds, meta_eval=meta_eval_ds, test=test_ds,
+        num_classes=num_classes,
+        class_names=tuple(source.class_names), image_shape=image_shape,
+        steps_per_epoch=len(train) // batch_size,
+        meta_steps_per_epoch=len(meta) // meta_batch_size,
+        num_train=len(train), num_meta=len(meta), num_test=len(source.test),
+        statistics=statistics)

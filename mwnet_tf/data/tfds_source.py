@@ -1,0 +1,72 @@
+"""CIFAR-10 / CIFAR-100 from tensorflow-datasets, loaded once into arrays."""
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mwnet_tf.data.source import Source, Split
+
+TFDS_NAMES = ("cifar10", "cifar100")
+
+# Rows read per step when copying a split into memory. `tfds.load(...,
+# batch_size=-1)` would read everything in one batch, but under
+# `tfds.testing.mock_data` it asks for a batch of sys.maxsize elements and
+# aborts the process, so we read in chunks and concatenate.
+_CHUNK = 10000
+
+
+def _to_arrays(dataset):
+    images, labels = [], []
+    for image_chunk, label_chunk in tfds.as_numpy(dataset.batch(_CHUNK)):
+        images.append(image_chunk)
+        labels.append(label_chunk)
+    return (np.concatenate(images).astype(np.uint8),
+            np.concatenate(labels).astype(np.int64))
+
+
+def load_tfds(name, data_dir=None, download=True):
+    """Loads the train and test splits of a tensorflow-datasets image data set.
+
+    Args:
+        name: "cifar10" or "cifar100".
+        data_dir: tensorflow-datasets data directory; None uses its default
+            (~/tensorflow_datasets).
+        download: Whether tensorflow-datasets may download and prepare the data
+            when it is not found in `data_dir`.
+
+    Returns:
+        A `Source` with uint8 images and int64 labels in memory and no trusted
+        meta split.
+
+    Raises:
+        ValueError: For a name other than those in `TFDS_NAMES`.
+        RuntimeError: If the data cannot be loaded (not prepared, and download
+            disabled or impossible); the message says how to proceed.
+    """
+    if name not in TFDS_NAMES:
+        raise ValueError(
+            f"Unknown tensorflow-datasets source {name!r}; valid names are "
+            f"{', '.join(TFDS_NAMES)}.")
+    try:
+        (train, test), info = tfds.load(
+            name, split=["train", "test"], data_dir=data_dir,
+            download=download, as_supervised=True, with_info=True)
+        train_images, train_labels = _to_arrays(train)
+        test_images, test_labels = _to_arrays(test)
+    except Exception as error:  # pylint: disable=broad-except
+        # tensorflow-datasets fails in many ways when data is missing
+        # (AssertionError when not prepared; network, import or download
+        # errors when downloading); all of them mean the same thing to the
+        # caller, and the original error is chained and quoted.
+        raise RuntimeError(
+            f"Could not load {name!r} with tensorflow-datasets "
+            f"(data_dir={data_dir!r}, download={download}): "
+            f"{type(error).__name__}: {str(error).rstrip('.')}. If this "
+            "machine cannot "
+            "download, pass data_dir= a directory where the data set was "
+            "prepared with tfds, or use dataset='folder' with path= an image "
+            "folder or .tar.gz archive.") from error
+    class_names = tuple(info.features["label"].names)
+    return Source(
+        name=name, class_names=class_names,
+        train=Split(labels=train_labels, images=train_images),
+        test=Split(labels=test_labels, images=test_images))

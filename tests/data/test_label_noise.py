@@ -1,0 +1,110 @@
+import json
+
+import numpy as np
+import pytest
+
+from mwnet_tf.data import noise as noise_lib
+
+K = 10
+P = 0.4
+N = 200_000
+
+
+@pytest.fixture(scope="module")
+def clean_labels():
+    return np.random.default_rng(0).integers(0, K, size=N)
+
+
+@pytest.mark.parametrize("noise", noise_lib.NOISE_TYPES)
+def test_empirical_transition_matches_definition(noise, clean_labels):
+    matrix = noise_lib.noise_transition_matrix(K, noise, P, seed=3)
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
+    noisy = noise_lib.corrupt_labels(clean_labels, K, noise, P, seed=3)
+    stats = noise_lib.label_noise_statistics(clean_labels, noisy, K)
+    empirical = np.array(stats["transition_matrix"])
+    per_row = np.bincount(clean_labels, minlength=K)[:, None]
+    standard_error = np.sqrt(matrix * (1 - matrix) / per_row)
+    assert np.all(np.abs(empirical - matrix) <= 5 * standard_error + 1e-12)
+
+
+def test_definitions():
+    uniform = noise_lib.noise_transition_matrix(K, "uniform", P, seed=0)
+    np.testing.assert_allclose(np.diag(uniform), 1 - P + P / K)
+    np.testing.assert_allclose(uniform[0, 1], P / K)
+    np.testing.assert_array_equal(
+        noise_lib.noise_transition_matrix(K, "none", P, seed=0), np.eye(K))
+    flip = noise_lib.noise_transition_matrix(K, "flip", P, seed=0)
+    flip2 = noise_lib.noise_transition_matrix(K, "flip2", P, seed=0)
+    for c in range(K):
+        assert flip[c, c] == pytest.approx(1 - P)
+        off = np.delete(flip[c], c)
+        assert sorted(off[off > 0]) == [pytest.approx(P)]
+        off2 = np.delete(flip2[c], c)
+        assert sorted(off2[off2 > 0]) == [pytest.approx(P / 2)] * 2
+    pair = noise_lib.noise_transition_matrix(K, "pair", P, seed=0)
+    for source, target in {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}.items():
+        assert pair[source, target] == pytest.approx(P)
+        assert pair[source, source] == pytest.approx(1 - P)
+    for clean in (0, 1, 6, 7, 8):
+        assert pair[clean, clean] == 1.0
+
+
+def test_uniform_realised_rate(clean_labels):
+    noisy = noise_lib.corrupt_labels(clean_labels, K, "uniform", P, seed=1)
+    rate = np.mean(noisy != clean_labels)
+    expected = P * (K - 1) / K
+    assert abs(rate - expected) < 5 * np.sqrt(expected * (1 - expected) / N)
+
+
+def test_flip_targets_fixed_and_never_the_class(clean_labels):
+    noisy = noise_lib.corrupt_labels(clean_labels, K, "flip", P, seed=7)
+    for c in range(K):
+        changed = noisy[(clean_labels == c) & (noisy != c)]
+        assert np.unique(changed).size == 1
+        assert changed[0] != c
+    noisy2 = noise_lib.corrupt_labels(clean_labels, K, "flip2", P, seed=7)
+    for c in range(K):
+        targets = np.unique(noisy2[(clean_labels == c) & (noisy2 != c)])
+        assert targets.size == 2 and c not in targets
+
+
+def test_seeds_and_input_untouched():
+    labels = np.random.default_rng(1).integers(0, K, size=1000)
+    copy = labels.copy()
+    a = noise_lib.corrupt_labels(labels, K, "flip", 0.5, seed=5)
+    b = noise_lib.corrupt_labels(labels, K, "flip", 0.5, seed=5)
+    c = noise_lib.corrupt_labels(labels, K, "flip", 0.5, seed=6)
+    np.testing.assert_array_equal(labels, copy)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a is not labels
+    np.testing.assert_array_equal(
+        noise_lib.corrupt_labels(labels, K, "none", 0.5, seed=5), labels)
+
+
+def test_statistics_are_json_and_counted():
+    stats = noise_lib.label_noise_statistics([0, 0, 1, 1], [0, 1, 1, 1], 2)
+    json.dumps(stats)
+    assert stats["realised_noise_rate"] == 0.25
+    assert stats["clean_counts"] == [2, 2]
+    assert stats["noisy_counts"] == [1, 3]
+    assert stats["corrupted_counts"] == [1, 0]
+    assert stats["transition_matrix"] == [[0.5, 0.5], [0.0, 1.0]]
+
+
+@pytest.mark.parametrize("args, match", [
+    ((K, "gaussian", 0.2), "Unknown noise type 'gaussian'"),
+    ((K, "uniform", 1.5), r"noise rate must lie in \[0, 1\]"),
+    ((K, "uniform", -0.1), r"noise rate must lie in \[0, 1\]"),
+    ((100, "pair", 0.2), "pair noise .* needs 10 classes"),
+    ((2, "flip2", 0.2), "flip2 noise needs at least 3 classes"),
+    ((1, "flip", 0.2), "num_classes must be an integer >= 2"),
+])
+def test_bad_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        noise_lib.noise_transition_matrix(*args, seed=0)
+
+
+def test_labels_out_of_range():
+    with pytest.raises(ValueError, match=r"Labels must lie in \[0, 3\)"):
+        noise_lib.corrupt_labels([0, 3], 3, "uniform", 0.1, seed=0)
