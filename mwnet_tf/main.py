@@ -44,9 +44,9 @@ class ExperimentError(Exception):
 
 def resolved_config():
     """The experiment's flag values, as written to `config.json`."""
-    names = sorted(name for name in FLAGS
-                   if FLAGS[name].module_name == experiment_flags.__name__)
-    return {name: FLAGS[name].value for name in names}
+    defined = FLAGS.flags_by_module_dict()[experiment_flags.__name__]
+    return {flag.name: flag.value for flag in sorted(defined,
+                                                     key=lambda f: f.name)}
 
 
 def prepare_workdir(workdir, config, overwrite):

@@ -1,0 +1,211 @@
+"""The experiment runner: flagfiles, end-to-end runs, resume, bad input."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+from PIL import Image
+
+from mwnet_tf import callbacks as callbacks_lib
+from mwnet_tf import main as main_lib
+
+FLAGS = flags.FLAGS
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGFILES = sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg")))
+CLASSES = ("ant", "bee", "cat", "dog")
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+    # Flagfiles include flags/base.cfg relative to the repository root.
+    monkeypatch.chdir(REPO)
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory):
+    """A 4-class 8x8 image folder; each class a noisy colour."""
+    root = tmp_path_factory.mktemp("tree")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 4)):
+        for label, name in enumerate(CLASSES):
+            os.makedirs(root / split / name)
+            for i in range(count):
+                pixels = rng.normal(60 * label + 40, 20, (8, 8, 3))
+                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+                    root / split / name / f"{i}.png")
+    return str(root)
+
+
+def _parse(args):
+    FLAGS.unparse_flags()
+    FLAGS(["mwnet_tf.main"] + list(args))
+
+
+def _tiny_args(workdir, tree, cache, *extra):
+    return ["--flagfile=flags/base.cfg", f"--workdir={workdir}",
+            "--dataset=folder", f"--data_path={tree}", f"--cache_dir={cache}",
+            "--model=resnet20", "--batch_size=8", "--meta_batch_size=4",
+            "--meta_per_class=2", "--vnet_hidden=8", "--epochs=2",
+            "--lr_decay_epochs=1", "--verbose=0", *extra]
+
+
+def _run(args):
+    with flagsaver.flagsaver():
+        _parse(args)
+        return main_lib.run()
+
+
+@pytest.mark.parametrize("path", FLAGFILES, ids=os.path.basename)
+def test_every_flagfile_parses_and_validates(path):
+    name = os.path.basename(path)[:-len(".cfg")]
+    with open(path) as file:
+        lines = file.read().splitlines()
+    if name == "base":
+        return
+    assert lines[0] == f"## python -m mwnet_tf.main --flagfile=flags/{name}.cfg" \
+        or lines[0].startswith(f"## python -m mwnet_tf.main "
+                               f"--flagfile=flags/{name}.cfg ")
+    with flagsaver.flagsaver():
+        _parse([f"--flagfile={path}"])
+        assert FLAGS.workdir == f"runs/{name}"
+        assert FLAGS.method == "mwnet"
+
+
+@pytest.mark.parametrize("method", ["mwnet", "ce", "l2rw"])
+def test_end_to_end_run_writes_results(method, image_tree, tmp_path):
+    workdir = tmp_path / "run"
+    results = _run(_tiny_args(workdir, image_tree, tmp_path / "cache",
+                              f"--method={method}"))
+    with open(workdir / "results.json") as file:
+        saved = json.load(file)
+    assert saved == json.loads(json.dumps(results))
+    assert 0.0 <= saved["final_test_accuracy"] <= 1.0
+    assert saved["epochs_completed"] == 2
+    assert saved["data"]["num_classes"] == 4
+    assert saved["data"]["meta_counts"] == [2, 2, 2, 2]
+    assert 0.0 <= saved["data"]["realised_noise_rate"] <= 1.0
+    assert glob.glob(str(workdir / "tensorboard" / "train" / "events.*"))
+    assert glob.glob(str(workdir / "tensorboard" / "validation" / "events.*"))
+    classifier = keras.saving.load_model(workdir / "classifier.keras")
+    assert classifier.output_shape == (None, 4)
+    has_plot = (workdir / "weighting_function.png").exists()
+    assert has_plot == (method == "mwnet")
+    if method == "mwnet":
+        assert glob.glob(str(workdir / "tensorboard" / "weighting" / "events.*"))
+
+
+def test_interrupted_run_resumes_to_the_same_weights(image_tree, tmp_path,
+                                                     monkeypatch):
+    cache = tmp_path / "cache"
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    _run(_tiny_args(straight, image_tree, cache, "--deterministic"))
+
+    original = callbacks_lib.EpochTimer.on_epoch_begin
+
+    def interrupt_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        original(self, epoch, logs)
+
+    monkeypatch.setattr(callbacks_lib.EpochTimer, "on_epoch_begin",
+                        interrupt_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(_tiny_args(resumed, image_tree, cache, "--deterministic"))
+    assert not (resumed / "results.json").exists()
+    monkeypatch.setattr(callbacks_lib.EpochTimer, "on_epoch_begin", original)
+    results = _run(_tiny_args(resumed, image_tree, cache, "--deterministic"))
+
+    assert results["epochs_completed"] == 2
+    final = [keras.saving.load_model(path / "classifier.keras").get_weights()
+             for path in (straight, resumed)]
+    for a, b in zip(*final):
+        np.testing.assert_array_equal(a, b)
+    nets = [keras.saving.load_model(path / "weighting_net.keras").get_weights()
+            for path in (straight, resumed)]
+    for a, b in zip(*nets):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(image_tree, tmp_path):
+    workdir = tmp_path / "run"
+    # Epoch 1 trains normally; the learning rate then explodes.
+    with pytest.raises(main_lib.ExperimentError, match="became NaN"):
+        _run(_tiny_args(workdir, image_tree, tmp_path / "cache",
+                        "--lr_decay=1e30"))
+    # The backup resumes at epoch index 1: it holds the first, finite epoch,
+    # not the NaN one.
+    with open(workdir / "backup" / "training_metadata.json") as file:
+        assert json.load(file)["epoch"] == 1
+    assert not (workdir / "results.json").exists()
+
+
+def test_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
+    workdir = str(tmp_path / "run")
+    assert main_lib.prepare_workdir(workdir, {"lr": 0.1}, False) is False
+    with open(os.path.join(workdir, "notes.txt"), "w") as file:
+        file.write("mine")
+    assert main_lib.prepare_workdir(workdir, {"lr": 0.1, "verbose": "2"},
+                                    False) is True
+    with pytest.raises(main_lib.ExperimentError, match="--lr.*--overwrite"):
+        main_lib.prepare_workdir(workdir, {"lr": 0.2}, False)
+    assert main_lib.prepare_workdir(workdir, {"lr": 0.2}, True) is False
+    with open(os.path.join(workdir, "config.json")) as file:
+        assert json.load(file) == {"lr": 0.2}
+    # Only the runner's own outputs are replaced.
+    assert os.path.exists(os.path.join(workdir, "notes.txt"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.bin").write_text("x")
+    with pytest.raises(main_lib.ExperimentError, match="not a run"):
+        main_lib.prepare_workdir(str(other), {"lr": 0.1}, False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--noise_rate=1.5"], "noise_rate"),
+    (["--model=resnet33"], "--model must be one of"),
+    (["--method=mentornet"], "method"),
+    (["--noise=gaussian"], "noise"),
+    (["--dataset=mnist"], "dataset"),
+    (["--dataset=folder"], "need --data_path"),
+    (["--pretrained_weights=w.h5"], "resnet50 only"),
+    (["--vnet_hidden=0"], "vnet_hidden"),
+])
+def test_invalid_flags_are_rejected_at_parse_time(args, message):
+    with flagsaver.flagsaver():
+        with pytest.raises(flags.Error, match=message):
+            _parse(["--workdir=unused"] + args)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset=folder", "--data_path=/no/such/tree"], "does not exist"),
+    (["--model=resnet50", "--pretrained_weights=/no/such.weights.h5"],
+     "is not a file"),
+    (["--dataset=cifar100", "--download=false"], "data_dir"),
+])
+def test_bad_input_fails_before_training(args, message, tmp_path):
+    with pytest.raises(main_lib.ExperimentError, match=message):
+        _run(["--flagfile=flags/base.cfg", f"--workdir={tmp_path / 'run'}",
+              f"--data_dir={tmp_path / 'tfds'}", *args])
+
+
+def test_command_line_errors_are_one_line_without_traceback(tmp_path):
+    for args in (["--noise_rate=2"],
+                 ["--dataset=folder", "--data_path=/no/such/tree"]):
+        process = subprocess.run(
+            [sys.executable, "-m", "mwnet_tf.main",
+             f"--workdir={tmp_path / 'run'}", *args],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert process.returncode != 0
+        assert "Traceback" not in process.stderr
+        # TensorFlow's own start-up lines (glog format, "I0000 ...") aside.
+        errors = [line for line in process.stderr.splitlines()
+                  if "rror" in line and not line.startswith("I0000")]
+        assert len(errors) == 1, process.stderr
