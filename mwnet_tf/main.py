@@ -243,7 +243,8 @@ def run():
     verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     model.fit(mwnet_tf.with_meta(data.train, data.meta),
               epochs=FLAGS.epochs, validation_data=data.test,
-              callbacks=callbacks, verbose=verbose)
+              callbacks=callbacks, verbose=verbose,
+              shuffle=False)  # The pipeline shuffles, seeded per epoch.
 
     # ## Report
     history = read_history(history_path)
