@@ -1,5 +1,7 @@
 """CIFAR-10 / CIFAR-100 from tensorflow-datasets, loaded once into arrays."""
 
+import socket
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -12,6 +14,33 @@ TFDS_NAMES = ("cifar10", "cifar100")
 # `tfds.testing.mock_data` it asks for a batch of sys.maxsize elements and
 # aborts the process, so we read in chunks and concatenate.
 _CHUNK = 10000
+# Where tensorflow-datasets downloads CIFAR from. Offline, its downloader
+# retries with back-off for minutes before it gives up; one name lookup tells
+# in milliseconds that the machine cannot reach the host.
+_DOWNLOAD_HOST = "www.cs.toronto.edu"
+
+
+def _check_can_download(name, data_dir):
+    try:
+        socket.getaddrinfo(_DOWNLOAD_HOST, 443)
+    except OSError as error:
+        raise _CannotDownload(
+            f"{name!r} is not prepared in data_dir={data_dir!r} and this "
+            f"machine cannot reach {_DOWNLOAD_HOST} to download it ({error}). "
+            "Pass data_dir= a directory where the data set was prepared with "
+            "tfds, or use dataset='folder' with path= an image folder or "
+            ".tar.gz archive.") from error
+
+
+class _CannotDownload(RuntimeError):
+    pass
+
+
+def _load_splits(name, data_dir, download):
+    (train, test), info = tfds.load(
+        name, split=["train", "test"], data_dir=data_dir, download=download,
+        as_supervised=True, with_info=True)
+    return _to_arrays(train), _to_arrays(test), info
 
 
 def _to_arrays(dataset):
@@ -47,11 +76,16 @@ def load_tfds(name, data_dir=None, download=True):
             f"Unknown tensorflow-datasets source {name!r}; valid names are "
             f"{', '.join(TFDS_NAMES)}.")
     try:
-        (train, test), info = tfds.load(
-            name, split=["train", "test"], data_dir=data_dir,
-            download=download, as_supervised=True, with_info=True)
-        train_images, train_labels = _to_arrays(train)
-        test_images, test_labels = _to_arrays(test)
+        try:
+            loaded = _load_splits(name, data_dir, download=False)
+        except AssertionError:  # tfds' way of saying "not prepared here".
+            if not download:
+                raise
+            _check_can_download(name, data_dir)
+            loaded = _load_splits(name, data_dir, download=True)
+        (train_images, train_labels), (test_images, test_labels), info = loaded
+    except _CannotDownload:
+        raise
     except Exception as error:  # pylint: disable=broad-except
         # tensorflow-datasets fails in many ways when data is missing
         # (AssertionError when not prepared; network, import or download

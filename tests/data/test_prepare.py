@@ -167,6 +167,19 @@ def test_tfds_cifar100_through_prepare():
     assert data.statistics["meta_counts"] == [1] * 100
 
 
+def test_tfds_unreachable_download_fails_fast(tmp_path, monkeypatch):
+    from mwnet_tf.data import tfds_source
+
+    def no_network(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    # The name lookup stands for the network: no download is attempted.
+    monkeypatch.setattr(tfds_source.socket, "getaddrinfo", no_network)
+    with pytest.raises(RuntimeError, match="cannot reach .*Pass data_dir="):
+        data_lib.prepare("cifar10", data_dir=str(tmp_path), download=True)
+    assert not any(tmp_path.iterdir())
+
+
 def test_tfds_offline_error(tmp_path):
     with pytest.raises(RuntimeError, match="cannot download, pass data_dir="):
         data_lib.prepare("cifar10", data_dir=str(tmp_path), download=False)
