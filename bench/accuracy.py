@@ -29,7 +29,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHIVE = os.path.join(os.path.dirname(REPO), "shared", "data",
@@ -66,7 +65,6 @@ def run_one(noise, method, seed, archive, scratch, results_dir):
                f"--data_path={archive}", f"--noise={noise}",
                f"--method={method}", f"--seed={seed}", f"--workdir={workdir}"]
     print("#", " ".join(command[1:]), flush=True)
-    start = time.time()
     subprocess.run(command, cwd=REPO, check=True)
     with open(os.path.join(workdir, "results.json")) as file:
         results = json.load(file)
@@ -75,7 +73,6 @@ def run_one(noise, method, seed, archive, scratch, results_dir):
         "noise": noise, "method": method, "seed": seed,
         "command": "python -m mwnet_tf.main " + " ".join(
             arg for arg in command[3:] if not arg.startswith("--workdir")),
-        "wall_seconds": time.time() - start,
         "results": results,
         "history": {key: [row.get(key) for row in history]
                     for key in ("val_accuracy", "meta_eval_accuracy",
@@ -85,6 +82,8 @@ def run_one(noise, method, seed, archive, scratch, results_dir):
     if method == "mwnet":
         import keras
         import numpy as np
+        sys.path.insert(0, REPO)
+        import mwnet_tf  # noqa: F401  Registers WeightingNet for loading.
         net = keras.saving.load_model(os.path.join(workdir,
                                                    "weighting_net.keras"))
         losses = np.linspace(0.0, 10.0, 101, dtype="float32")
