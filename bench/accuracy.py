@@ -150,7 +150,8 @@ def figure(records, path):
                  ylabel="test accuracy (%)")
     for axis in axes:
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        if axis.lines:
+            axis.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
 
