@@ -1,18 +1,44 @@
 """ResNet-50 for 224x224 images with a new classifier (Clothing1M in the paper).
 
 The backbone is `keras.applications.ResNet50`; only the head is ours. The
-paper fine-tunes an ImageNet-pretrained network, whose weights expect images
-preprocessed by `keras.applications.resnet50.preprocess_input` (BGR, mean
-subtracted, 0-255 range).
+paper fine-tunes an ImageNet-pretrained network. Keras's ImageNet weights expect
+"caffe" inputs (`keras.applications.resnet50.preprocess_input`: BGR, 0-255,
+mean subtracted), while our pipelines, like PyTorch's, give RGB images scaled
+to [0, 1] and normalised with the ImageNet mean and std; a first,
+weight-free layer converts one into the other so the pretrained features see
+what they were trained on.
 """
 
 import os
 
 import keras
+from keras import ops
 
 from zoo import common
 
 _FEATURES = 2048  # Width of ResNet-50's pooled features.
+# Normalisation of the inputs the model takes (torchvision's ImageNet values,
+# also mwnet_tf.data's for Clothing1M), and the per-channel BGR means that
+# Keras's ImageNet weights expect to have been subtracted.
+_INPUT_MEAN = (0.485, 0.456, 0.406)
+_INPUT_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class CaffeInput(keras.layers.Layer):
+    """Maps mean/std-normalised RGB images to Keras's "caffe" ResNet input.
+
+    Input: RGB in [0, 1], normalised with ImageNet mean and std. Output: what
+    `keras.applications.resnet50.preprocess_input` makes of the 0-255 image.
+    """
+
+    def call(self, images):
+        mean = ops.convert_to_tensor(_INPUT_MEAN, self.compute_dtype)
+        std = ops.convert_to_tensor(_INPUT_STD, self.compute_dtype)
+        caffe_mean = ops.convert_to_tensor(_CAFFE_MEAN_BGR, self.compute_dtype)
+        rgb_255 = (images * std + mean) * 255.0
+        return ops.flip(rgb_255, axis=-1) - caffe_mean
 
 
 def resnet50(num_classes, weights=None, input_shape=(224, 224, 3), seed=None,
@@ -28,7 +54,8 @@ def resnet50(num_classes, weights=None, input_shape=(224, 224, 3), seed=None,
             e.g. `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5` or a
             `.weights.h5` file saved by Keras 3.
         input_shape: Shape of one image, (height, width, 3); each side at
-            least 32.
+            least 32. Images are RGB scaled to [0, 1] and normalised with the
+            ImageNet mean and std (see `CaffeInput`).
         seed: Optional integer seed of the head's initial weights (the
             backbone's random initialisation is not seeded by it).
         name: Model name.
@@ -74,5 +101,7 @@ def resnet50(num_classes, weights=None, input_shape=(224, 224, 3), seed=None,
         num_classes,
         kernel_initializer=common.torch_linear_default(_FEATURES, seeds()),
         bias_initializer=common.torch_linear_default(_FEATURES, seeds()),
-    )(backbone.output)
-    return keras.Model(backbone.input, logits, name=name)
+    )
+    inputs = keras.Input(input_shape)
+    outputs = logits(backbone(CaffeInput(name="caffe_input")(inputs)))
+    return keras.Model(inputs, outputs, name=name)

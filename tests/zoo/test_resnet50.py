@@ -56,3 +56,13 @@ def test_failed_imagenet_download_says_what_to_do(monkeypatch):
     assert "Downloading the ImageNet weights of ResNet-50 failed" in message
     assert "Temporary failure in name resolution" in message
     assert "pass weights=<path of a local backbone weights file" in message
+
+
+def test_input_conversion_matches_keras_preprocessing():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    normalised = ((images / 255.0 - np.array(resnet50._INPUT_MEAN))
+                  / np.array(resnet50._INPUT_STD)).astype("float32")
+    expected = keras.applications.resnet50.preprocess_input(images.copy())
+    np.testing.assert_allclose(resnet50.CaffeInput()(normalised), expected,
+                               rtol=1e-5, atol=1e-3)

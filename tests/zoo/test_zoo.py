@@ -91,8 +91,17 @@ def test_float32_logits_under_mixed_bfloat16(family):
     assert logits.dtype == "float32"
     assert np.all(np.isfinite(logits.numpy()))
     # The rest of the network does compute in bfloat16.
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [l for l in _all_layers(model)
+             if isinstance(l, keras.layers.Conv2D)]
     assert convs[0].compute_dtype == "bfloat16"
+
+
+def _all_layers(model):
+    """Layers of a model and of the models nested in it (ResNet-50's backbone)."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 @pytest.mark.parametrize("family", CIFAR_FAMILIES)
