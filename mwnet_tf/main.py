@@ -49,44 +49,56 @@ def resolved_config():
                                                      key=lambda f: f.name)}
 
 
-def prepare_workdir(workdir, config, overwrite):
-    """Creates or checks the work directory; returns True when resuming.
+def check_workdir(workdir, config, overwrite):
+    """Decides whether a work directory can take this run; writes nothing.
+
+    Returns:
+        True when the directory holds this very run (same flags): resume it.
 
     Raises:
         ExperimentError: the directory holds a run with other flags (and not
             `overwrite`), or files that are not a run of this program.
     """
     config_path = os.path.join(workdir, "config.json")
+    if not (os.path.isdir(workdir) and os.listdir(workdir)):
+        return False
+    if not os.path.exists(config_path):
+        raise ExperimentError(
+            f"--workdir={workdir} is not empty and holds no config.json, so it "
+            "is not a run of mwnet_tf.main; choose a new or empty directory.")
+    with open(config_path) as file:
+        previous = json.load(file)
     comparable = {k: v for k, v in config.items() if k not in _RUN_CONTROL_FLAGS}
-    if os.path.isdir(workdir) and os.listdir(workdir):
-        if not os.path.exists(config_path):
-            raise ExperimentError(
-                f"--workdir={workdir} is not empty and holds no config.json, "
-                "so it is not a run of mwnet_tf.main; choose a new or empty "
-                "directory.")
-        with open(config_path) as file:
-            previous = json.load(file)
-        previous = {k: v for k, v in previous.items()
-                    if k not in _RUN_CONTROL_FLAGS}
-        if previous == comparable:
-            return True
+    previous = {k: v for k, v in previous.items() if k not in _RUN_CONTROL_FLAGS}
+    if previous == comparable:
+        return True
+    if not overwrite:
         changed = sorted(k for k in set(previous) | set(comparable)
                          if previous.get(k) != comparable.get(k))
-        if not overwrite:
-            raise ExperimentError(
-                f"--workdir={workdir} holds a run made with other flags "
-                f"({', '.join('--' + k for k in changed)}); use another "
-                "--workdir, or pass --overwrite to replace that run.")
-        for name in _OUTPUTS:
-            path = os.path.join(workdir, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
-    os.makedirs(workdir, exist_ok=True)
-    with open(config_path, "w") as file:
-        json.dump(config, file, indent=2, sort_keys=True)
+        raise ExperimentError(
+            f"--workdir={workdir} holds a run made with other flags "
+            f"({', '.join('--' + k for k in changed)}); use another --workdir, "
+            "or pass --overwrite to replace that run.")
     return False
+
+
+def claim_workdir(workdir, config, resuming):
+    """Makes the work directory this run's, once all input has been checked.
+
+    A new run first removes the runner's own outputs of an earlier run (only
+    when `check_workdir` allowed it), never other files.
+    """
+    if resuming:
+        return
+    for name in _OUTPUTS:
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as file:
+        json.dump(config, file, indent=2, sort_keys=True)
 
 
 def check_paths():
@@ -170,8 +182,7 @@ def run():
     workdir = FLAGS.workdir
     config = resolved_config()
     check_paths()
-    resuming = prepare_workdir(workdir, config, FLAGS.overwrite)
-    logging.info("%s %s", "Resuming" if resuming else "Starting", workdir)
+    resuming = check_workdir(workdir, config, FLAGS.overwrite)
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -222,7 +233,9 @@ def run():
             meta_weight_decay=FLAGS.meta_weight_decay,
             steps_per_execution=FLAGS.steps_per_execution)
 
-    # ## Fit
+    # ## Fit: all input is valid, so the work directory becomes this run's.
+    claim_workdir(workdir, config, resuming)
+    logging.info("%s %s", "Resuming" if resuming else "Starting", workdir)
     logs_dir = os.path.join(workdir, "tensorboard")
     history_path = os.path.join(workdir, "history.csv")
     # Order matters: callbacks that add to the epoch logs come before those

@@ -148,23 +148,30 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(image_tree, tmp_path):
 
 def test_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
     workdir = str(tmp_path / "run")
-    assert main_lib.prepare_workdir(workdir, {"lr": 0.1}, False) is False
+    assert main_lib.check_workdir(workdir, {"lr": 0.1}, False) is False
+    main_lib.claim_workdir(workdir, {"lr": 0.1}, resuming=False)
     with open(os.path.join(workdir, "notes.txt"), "w") as file:
         file.write("mine")
-    assert main_lib.prepare_workdir(workdir, {"lr": 0.1, "verbose": "2"},
-                                    False) is True
+    with open(os.path.join(workdir, "results.json"), "w") as file:
+        file.write("{}")
+    # Watching flags may change on resume; computing flags may not.
+    assert main_lib.check_workdir(workdir, {"lr": 0.1, "verbose": "2"},
+                                  False) is True
     with pytest.raises(main_lib.ExperimentError, match="--lr.*--overwrite"):
-        main_lib.prepare_workdir(workdir, {"lr": 0.2}, False)
-    assert main_lib.prepare_workdir(workdir, {"lr": 0.2}, True) is False
+        main_lib.check_workdir(workdir, {"lr": 0.2}, False)
+    assert main_lib.check_workdir(workdir, {"lr": 0.2}, True) is False
+    # Checking wrote nothing; claiming replaces only the runner's outputs.
+    assert os.path.exists(os.path.join(workdir, "results.json"))
+    main_lib.claim_workdir(workdir, {"lr": 0.2}, resuming=False)
     with open(os.path.join(workdir, "config.json")) as file:
         assert json.load(file) == {"lr": 0.2}
-    # Only the runner's own outputs are replaced.
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
     assert os.path.exists(os.path.join(workdir, "notes.txt"))
     other = tmp_path / "other"
     other.mkdir()
     (other / "data.bin").write_text("x")
     with pytest.raises(main_lib.ExperimentError, match="not a run"):
-        main_lib.prepare_workdir(str(other), {"lr": 0.1}, False)
+        main_lib.check_workdir(str(other), {"lr": 0.1}, False)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -193,6 +200,8 @@ def test_bad_input_fails_before_training(args, message, tmp_path):
     with pytest.raises(main_lib.ExperimentError, match=message):
         _run(["--flagfile=flags/base.cfg", f"--workdir={tmp_path / 'run'}",
               f"--data_dir={tmp_path / 'tfds'}", *args])
+    # Nothing was written: fixing the flag and rerunning is not refused.
+    assert not (tmp_path / "run").exists()
 
 
 def test_command_line_errors_are_one_line_without_traceback(tmp_path):
