@@ -127,6 +127,41 @@ def table(records):
     return "\n".join(lines)
 
 
+def _seeds(values):
+    return f"{len(values)} seed" + ("s" if len(values) > 1 else "")
+
+
+def comparison(records):
+    """MW-Net and L2RW minus CE per noise and seed, and each method's spread.
+
+    The spread of a method is the range (max - min) of its final test
+    accuracy over the seeds run so far; a gain counts as clear only when it
+    is larger than the spread of both methods compared.
+    """
+    final = {(r["noise"], r["method"], r["seed"]):
+             100 * r["results"]["final_test_accuracy"] for r in records}
+    lines = ["| noise | method | minus CE, per seed | spread over seeds | "
+             "CE spread |", "|---|---|---|---|---|"]
+    for noise in NOISES:
+        ce_seeds = sorted(s for n, m, s in final if (n, m) == (noise, "ce"))
+        ce_values = [final[noise, "ce", s] for s in ce_seeds]
+        for method in ("mwnet", "l2rw"):
+            seeds = sorted(s for n, m, s in final
+                           if (n, m) == (noise, method) and s in ce_seeds)
+            if not seeds:
+                continue
+            values = [final[noise, method, s] for s in seeds]
+            gains = ", ".join(
+                f"{final[noise, method, s] - final[noise, 'ce', s]:+.2f} "
+                f"(seed {s})" for s in seeds)
+            lines.append(
+                f"| {noise} 40% | {method} | {gains} | "
+                f"{max(values) - min(values):.2f} ({_seeds(values)}) | "
+                f"{max(ce_values) - min(ce_values):.2f} "
+                f"({_seeds(ce_values)}) |")
+    return "\n".join(lines)
+
+
 def figure(records, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -183,6 +218,8 @@ def main():
                             args.results_dir)
     records = load_records(args.results_dir)
     print(table(records))
+    print()
+    print(comparison(records))
     if args.figure:
         figure(records, args.figure)
 
