@@ -115,6 +115,58 @@ def test_meta_gradient_matches_finite_differences(lookahead,
         assert error < 1e-4, (variable.path, error)
 
 
+def test_l2rw_step_uses_clipped_normalised_finite_difference_weights():
+    """Learning to Reweight (Ren et al., 2018), checked against its definition.
+
+    The weights are max(-d J / d eps_i, 0) at eps = 0, normalised to sum 1,
+    where J(eps) is the clean meta loss after one SGD step on sum_i eps_i l_i;
+    the classifier then takes a plain step on the weighted loss. The weights
+    come from central finite differences of an independent first-order J.
+    """
+    lr = 0.5
+    model = _compiled(method="l2rw", dtype="float64", weight_decay=0.0,
+                      optimizer=keras.optimizers.SGD(lr))
+    classifier = model.classifier
+    x, y, x_meta, y_meta = _batches(4, dtype="float64")
+    state = [v.value for v in classifier.non_trainable_variables]
+    variables = classifier.trainable_variables
+    before = [v.numpy() for v in variables]
+
+    def gradients_of_weighted_loss(weights):
+        with tf.GradientTape() as tape:
+            logits, _ = classifier.stateless_call(variables, state, x,
+                                                  training=True)
+            weighted = tf.reduce_sum(weights * _per_example_ce(y, logits))
+        return tape.gradient(weighted, variables)
+
+    def meta_loss(epsilon):
+        looked_ahead = [w - lr * g for w, g in zip(
+            variables, gradients_of_weighted_loss(epsilon))]
+        logits, _ = classifier.stateless_call(looked_ahead, state, x_meta,
+                                              training=True)
+        return float(tf.reduce_mean(_per_example_ce(y_meta, logits)))
+
+    step = 1e-5
+    slopes = np.zeros(len(x))
+    for i in range(len(x)):
+        shift = np.zeros(len(x))
+        shift[i] = step
+        slopes[i] = (meta_loss(shift) - meta_loss(-shift)) / (2 * step)
+    raw = np.maximum(-slopes, 0.0)
+    # A batch with weights of both kinds, so clipping is exercised.
+    assert 0 < np.count_nonzero(raw) < len(x)
+    expected_weights = raw / raw.sum()
+    expected_step = gradients_of_weighted_loss(
+        tf.constant(expected_weights, tf.float64))
+
+    logs = model.train_on_batch(((x, y), (x_meta, y_meta)), return_dict=True)
+    for w0, g, variable in zip(before, expected_step, variables):
+        np.testing.assert_allclose(variable.numpy(), w0 - lr * g.numpy(),
+                                   rtol=1e-5, atol=1e-8)
+    # Logged L2RW weights are scaled so that 1 is the batch average.
+    assert logs["mean_weight"] == pytest.approx(1.0)
+
+
 def test_compute_meta_gradients_changes_no_variable():
     model = _compiled()
     x, y, x_meta, y_meta = _batches(3)
