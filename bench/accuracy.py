@@ -4,12 +4,14 @@
     python bench/accuracy.py --noises=flip --seeds=1  # a subset
     python bench/accuracy.py --table_only             # print the table
     python bench/accuracy.py --table_only --figure=docs/accuracy.png
+    python bench/accuracy.py --protocol=long --noises=flip --variants=ce,mwnet
 
 Each run is `python -m mwnet_tf.main` in its own process with the flags of
-PROTOCOL below; when it finishes, its results.json, per-epoch history and (for
-mwnet) the learned weighting function are written to
-`bench/results/<noise>40_<method>_seed<seed>.json`, so finished runs are never
-lost and the table grows run by run. A run whose result file exists is skipped.
+its protocol and variant (below); when it finishes, its results.json,
+per-epoch history and (for MW-Net variants) the learned weighting function
+are written to `bench/results/[long_]<noise>40_<variant>_seed<seed>.json`, so
+finished runs are never lost and the table grows run by run. A run whose
+result file exists is skipped. Paths are recorded relative to the repository.
 
 The reduced protocol (the paper trains 60-120 epochs on 49k images):
 - ResNet-32, the CIFAR-10 JPEG archive of ../shared/data, 40% uniform or flip
@@ -21,68 +23,87 @@ The reduced protocol (the paper trains 60-120 epochs on 49k images):
 - reduction 3: mixed_bfloat16 compute (losses and weights stay float32);
 - everything else as in the paper (flags/base.cfg): SGD 0.1 Nesterov, L2 5e-4,
   Adam 1e-3 with L2 1e-4 for V, batch 100 + 100.
+
+The long protocol is the reduced one with 3x the steps (60 epochs, decays
+after 45 and 54): long enough to see whether V turns decreasing under flip
+noise, where the reduced protocol still underfits.
+
+Variants are a method plus the flags that set it apart (VARIANTS): `ce`,
+`mwnet`, `l2rw`; `mwnet_sum` normalises the weighted loss by the sum of the
+weights, which removes the effective-learning-rate confound of the mean.
 """
 
 import argparse
-import csv
 import json
 import os
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHIVE = os.path.join(os.path.dirname(REPO), "shared", "data",
                        "cifar10-jpeg.tar.gz")
-PROTOCOL = [
+COMMON = [
     "--flagfile=flags/base.cfg", "--dataset=folder", "--model=resnet32",
     "--noise_rate=0.4", "--meta_per_class=100", "--train_subset=10000",
-    "--epochs=20", "--lr_decay_epochs=15,18", "--mixed_bfloat16",
-    "--verbose=2",
+    "--mixed_bfloat16", "--verbose=2",
 ]
-METHODS = ("ce", "mwnet", "l2rw")
+PROTOCOLS = {
+    "reduced": ["--epochs=20", "--lr_decay_epochs=15,18"],
+    "long": ["--epochs=60", "--lr_decay_epochs=45,54"],
+}
+VARIANTS = {
+    "ce": ["--method=ce"],
+    "mwnet": ["--method=mwnet"],
+    "l2rw": ["--method=l2rw"],
+    "mwnet_sum": ["--method=mwnet", "--weight_normalization=sum"],
+}
 NOISES = ("uniform", "flip")
 # Paper, full schedule: (setting, model, MW-Net, CE baseline).
 PAPER = {"uniform": ("WRN-28-10", 89.27, 68.07),
          "flip": ("ResNet-32", 87.54, 70.77)}
 
 
-def result_path(results_dir, noise, method, seed):
-    return os.path.join(results_dir, f"{noise}40_{method}_seed{seed}.json")
+def result_path(results_dir, protocol, noise, variant, seed):
+    prefix = "" if protocol == "reduced" else f"{protocol}_"
+    return os.path.join(results_dir,
+                        f"{prefix}{noise}40_{variant}_seed{seed}.json")
 
 
-def read_history(path):
-    rows = {}
-    with open(path) as file:
-        for row in csv.DictReader(file):
-            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items() if v}
-    return [rows[e] for e in sorted(rows)]
-
-
-def run_one(noise, method, seed, archive, scratch, results_dir):
+def run_one(protocol, noise, variant, seed, archive, scratch, results_dir):
     """Trains one configuration and stores its results; returns the record."""
-    workdir = os.path.join(scratch, f"{noise}40_{method}_seed{seed}")
-    command = [sys.executable, "-m", "mwnet_tf.main", *PROTOCOL,
-               f"--data_path={archive}", f"--noise={noise}",
-               f"--method={method}", f"--seed={seed}", f"--workdir={workdir}"]
+    sys.path.insert(0, REPO)
+    from mwnet_tf.callbacks import read_history
+
+    name = os.path.basename(result_path("", protocol, noise, variant, seed))
+    workdir = os.path.join(scratch, os.path.splitext(name)[0])
+    flags = [*COMMON, *PROTOCOLS[protocol],
+             f"--data_path={os.path.relpath(archive, REPO)}",
+             f"--noise={noise}", *VARIANTS[variant], f"--seed={seed}"]
+    command = [sys.executable, "-m", "mwnet_tf.main", *flags,
+               f"--workdir={workdir}"]
     print("#", " ".join(command[1:]), flush=True)
+    started = time.time()
     subprocess.run(command, cwd=REPO, check=True)
     with open(os.path.join(workdir, "results.json")) as file:
         results = json.load(file)
     history = read_history(os.path.join(workdir, "history.csv"))
     record = {
-        "noise": noise, "method": method, "seed": seed,
-        "command": "python -m mwnet_tf.main " + " ".join(
-            arg for arg in command[3:] if not arg.startswith("--workdir")),
+        "protocol": protocol, "noise": noise, "variant": variant,
+        "method": next(f.split("=")[1] for f in VARIANTS[variant]
+                       if f.startswith("--method=")),
+        "seed": seed,
+        "command": "python -m mwnet_tf.main " + " ".join(flags),
+        "wall_seconds": time.time() - started,
         "results": results,
         "history": {key: [row.get(key) for row in history]
                     for key in ("val_accuracy", "meta_eval_accuracy",
                                 "clean_weight", "corrupted_weight",
-                                "epoch_seconds")},
+                                "mean_weight", "epoch_seconds")},
     }
-    if method == "mwnet":
+    if record["method"] == "mwnet":
         import keras
         import numpy as np
-        sys.path.insert(0, REPO)
         import mwnet_tf  # noqa: F401  Registers WeightingNet for loading.
         net = keras.saving.load_model(os.path.join(workdir,
                                                    "weighting_net.keras"))
@@ -91,7 +112,8 @@ def run_one(noise, method, seed, archive, scratch, results_dir):
             "loss": losses.tolist(),
             "weight": np.asarray(net(losses)).astype(float).tolist()}
     os.makedirs(results_dir, exist_ok=True)
-    with open(result_path(results_dir, noise, method, seed), "w") as file:
+    with open(result_path(results_dir, protocol, noise, variant, seed),
+              "w") as file:
         json.dump(record, file, indent=1)
     return record
 
@@ -106,19 +128,27 @@ def load_records(results_dir):
     return records
 
 
+def _order(record):
+    variants = list(VARIANTS)
+    variant = record["variant"]
+    return (list(PROTOCOLS).index(record["protocol"]), record["noise"],
+            variants.index(variant) if variant in variants else len(variants),
+            variant, record["seed"])
+
+
 def table(records):
-    lines = ["| noise | method | seed | final test acc | test acc at best "
-             "meta acc | clean weight | corrupted weight | s / epoch |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in sorted(records, key=lambda r: (r["noise"], r["method"],
-                                            r["seed"])):
+    lines = ["| protocol | noise | variant | seed | final test acc | test acc "
+             "at best meta acc | clean weight | corrupted weight | s / epoch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=_order):
         res = r["results"]
 
         def fmt(value, pattern="{:.3f}"):
             return "-" if value is None else pattern.format(value)
 
         lines.append(
-            f"| {r['noise']} 40% | {r['method']} | {r['seed']} | "
+            f"| {r['protocol']} | {r['noise']} 40% | {r['variant']} | "
+            f"{r['seed']} | "
             f"{fmt(100 * res['final_test_accuracy'], '{:.2f}')} | "
             f"{fmt(100 * res['test_accuracy_at_best_meta_accuracy'], '{:.2f}')}"
             f" | {fmt(res.get('final_clean_weight'))} | "
@@ -134,49 +164,52 @@ def _summary(values):
 
 
 def comparison(records):
-    """MW-Net and L2RW against CE, per noise.
+    """Every variant against CE, per protocol and noise.
 
-    Per seed, the method's final test accuracy minus CE's (same seed, hence
+    Per seed, the variant's final test accuracy minus CE's (same seed, hence
     the same corrupted labels); then the mean of each over the seeds run so
     far and its range (max - min). The gain is clear of the seed-to-seed
-    spread when the method's worst seed beats CE's best seed, i.e. when the
+    spread when the variant's worst seed beats CE's best seed, i.e. when the
     last column is positive.
     """
-    final = {(r["noise"], r["method"], r["seed"]):
+    final = {(r["protocol"], r["noise"], r["variant"], r["seed"]):
              100 * r["results"]["final_test_accuracy"] for r in records}
-    lines = ["| noise | method | minus CE, per seed | method: mean (range) | "
-             "CE: mean (range) | worst seed minus best CE seed |",
-             "|---|---|---|---|---|---|"]
-    for noise in NOISES:
-        ce = [final[key] for key in sorted(final) if key[:2] == (noise, "ce")]
-        for method in ("mwnet", "l2rw"):
-            seeds = sorted(s for n, m, s in final
-                           if (n, m) == (noise, method)
-                           and (noise, "ce", s) in final)
-            if not seeds:
-                continue
-            ours = [final[noise, method, s] for s in sorted(
-                s for n, m, s in final if (n, m) == (noise, method))]
-            gains = ", ".join(
-                f"{final[noise, method, s] - final[noise, 'ce', s]:+.2f} "
-                f"(seed {s})" for s in seeds)
-            lines.append(
-                f"| {noise} 40% | {method} | {gains} | {_summary(ours)} | "
-                f"{_summary(ce)} | {min(ours) - max(ce):+.2f} |")
+    lines = ["| protocol | noise | variant | minus CE, per seed | variant: "
+             "mean (range) | CE: mean (range) | worst seed minus best CE "
+             "seed |", "|---|---|---|---|---|---|---|"]
+    groups = sorted({key[:3] for key in final if key[2] != "ce"},
+                    key=lambda g: _order({"protocol": g[0], "noise": g[1],
+                                          "variant": g[2], "seed": 0}))
+    for protocol, noise, variant in groups:
+        ce = {s: a for (p, n, v, s), a in final.items()
+              if (p, n, v) == (protocol, noise, "ce")}
+        ours = {s: a for (p, n, v, s), a in final.items()
+                if (p, n, v) == (protocol, noise, variant)}
+        if not ce:
+            continue
+        gains = ", ".join(f"{ours[s] - ce[s]:+.2f} (seed {s})"
+                          for s in sorted(ours) if s in ce) or "-"
+        lines.append(
+            f"| {protocol} | {noise} 40% | {variant} | {gains} | "
+            f"{_summary(list(ours.values()))} | {_summary(list(ce.values()))}"
+            f" | {min(ours.values()) - max(ce.values()):+.2f} |")
     return "\n".join(lines)
 
 
-def figure(records, path):
+def figure(records, path, protocol="reduced"):
+    """V of each MW-Net run and test accuracy per epoch, for one protocol."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    records = [r for r in records if r["protocol"] == protocol]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=100)
     for r in records:
         if "weighting_function" in r:
             curve = r["weighting_function"]
             axes[0].plot(curve["loss"], curve["weight"],
-                         label=f"{r['noise']} seed {r['seed']}")
+                         label=f"{r['noise']} {r['variant']} seed "
+                         f"{r['seed']}")
     axes[0].set(title="learned weighting function (MW-Net)",
                 xlabel="training loss", ylabel="weight")
     for axis, noise in zip(axes[1:], NOISES):
@@ -184,8 +217,8 @@ def figure(records, path):
             if r["noise"] == noise:
                 accuracy = [100 * a for a in r["history"]["val_accuracy"]]
                 axis.plot(range(1, len(accuracy) + 1), accuracy,
-                          label=f"{r['method']} seed {r['seed']}")
-        axis.set(title=f"CIFAR-10, 40% {noise} noise", xlabel="epoch",
+                          label=f"{r['variant']} seed {r['seed']}")
+        axis.set(title=f"CIFAR-10, 40% {noise} noise ({protocol})", xlabel="epoch",
                  ylabel="test accuracy (%)")
     for axis in axes:
         axis.grid(alpha=0.3)
@@ -197,8 +230,11 @@ def figure(records, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", default="reduced",
+                        choices=sorted(PROTOCOLS))
     parser.add_argument("--noises", default=",".join(NOISES))
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--variants", default="ce,mwnet,l2rw",
+                        help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--archive", default=ARCHIVE)
     parser.add_argument("--scratch", default="/tmp/mwnet_accuracy",
@@ -206,26 +242,38 @@ def main():
     parser.add_argument("--results_dir",
                         default=os.path.join(REPO, "bench", "results"))
     parser.add_argument("--table_only", action="store_true")
-    parser.add_argument("--figure", help="write the figure (PNG) here")
+    parser.add_argument("--figure", help="write the figure (PNG) of "
+                        "--protocol's runs here")
     args = parser.parse_args()
+    noises = args.noises.split(",")
+    variants = args.variants.split(",")
+    seeds = args.seeds.split(",")
+    unknown = ([n for n in noises if n not in NOISES]
+               + [v for v in variants if v not in VARIANTS]
+               + [s for s in seeds if not s.isdigit()])
+    if unknown:
+        sys.exit(f"accuracy.py: error: unknown {', '.join(unknown)}; noises "
+                 f"are {', '.join(NOISES)}, variants {', '.join(VARIANTS)}, "
+                 "seeds non-negative integers.")
     if not args.table_only:
         if not os.path.isfile(args.archive):
             sys.exit(f"accuracy.py: error: --archive={args.archive} is not a "
                      "file; give the CIFAR-10 JPEG archive.")
-        for seed in (int(s) for s in args.seeds.split(",")):
-            for noise in args.noises.split(","):
-                for method in args.methods.split(","):
-                    if os.path.exists(result_path(args.results_dir, noise,
-                                                  method, seed)):
+        for seed in map(int, seeds):
+            for noise in noises:
+                for variant in variants:
+                    if os.path.exists(result_path(
+                            args.results_dir, args.protocol, noise, variant,
+                            seed)):
                         continue
-                    run_one(noise, method, seed, args.archive, args.scratch,
-                            args.results_dir)
+                    run_one(args.protocol, noise, variant, seed, args.archive,
+                            args.scratch, args.results_dir)
     records = load_records(args.results_dir)
     print(table(records))
     print()
     print(comparison(records))
     if args.figure:
-        figure(records, args.figure)
+        figure(records, args.figure, args.protocol)
 
 
 if __name__ == "__main__":

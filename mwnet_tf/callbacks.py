@@ -1,5 +1,6 @@
 """Keras callbacks of the experiment runner, beyond those Keras ships."""
 
+import csv
 import io
 import math
 import time
@@ -138,3 +139,17 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
         if loss is not None and not math.isfinite(loss):
             return
         super().on_epoch_end(epoch, logs)
+
+
+def read_history(path):
+    """Per-epoch logs from CSVLogger, the last row of each epoch winning.
+
+    A resumed run appends to the file, so an epoch cut short by an
+    interruption may appear twice.
+    """
+    rows = {}
+    with open(path) as file:
+        for row in csv.DictReader(file):
+            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items()
+                                       if v not in ("", None)}
+    return [rows[e] for e in sorted(rows)]

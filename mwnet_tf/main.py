@@ -140,21 +140,6 @@ def build_model(num_classes, image_shape):
         meta_interval=FLAGS.meta_interval)
 
 
-def read_history(path):
-    """Per-epoch logs from CSVLogger, the last row of each epoch winning.
-
-    A resumed run appends to the file, so an epoch cut short by an
-    interruption may appear twice.
-    """
-    import csv
-    rows = {}
-    with open(path) as file:
-        for row in csv.DictReader(file):
-            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items()
-                                       if v not in ("", None)}
-    return [rows[e] for e in sorted(rows)]
-
-
 def summarise(history, test_logs, statistics, steps_per_epoch):
     best_meta = max(history, key=lambda row: row.get("meta_eval_accuracy", 0.0))
     epoch_seconds = [row["epoch_seconds"] for row in history
@@ -260,7 +245,7 @@ def run():
               shuffle=False)  # The pipeline shuffles, seeded per epoch.
 
     # ## Report
-    history = read_history(history_path)
+    history = callbacks_lib.read_history(history_path)
     if not np.isfinite(history[-1].get("loss", np.nan)):
         raise ExperimentError(
             f"The training loss became NaN in epoch {len(history)}; the last "
