@@ -30,7 +30,9 @@ noise, where the reduced protocol still underfits.
 
 Variants are a method plus the flags that set it apart (VARIANTS): `ce`,
 `mwnet`, `l2rw`; `mwnet_sum` normalises the weighted loss by the sum of the
-weights, which removes the effective-learning-rate confound of the mean.
+weights, which removes the effective-learning-rate confound of the mean;
+`mwnet_block` and `mwnet_head` look ahead through the top of the network
+only (`--meta_scope`), at about 1.3x the cost of a CE step.
 """
 
 import argparse
@@ -57,6 +59,10 @@ VARIANTS = {
     "mwnet": ["--method=mwnet"],
     "l2rw": ["--method=l2rw"],
     "mwnet_sum": ["--method=mwnet", "--weight_normalization=sum"],
+    # The lookahead through ResNet-32's top residual block and the logits
+    # layer only (its last 5 layers with weights): FaMUS's top-block scope.
+    "mwnet_block": ["--method=mwnet", "--meta_scope=5"],
+    "mwnet_head": ["--method=mwnet", "--meta_scope=head"],
 }
 NOISES = ("uniform", "flip")
 # Paper, full schedule: (setting, model, MW-Net, CE baseline).

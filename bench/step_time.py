@@ -1,12 +1,19 @@
-"""Seconds per training step of MetaWeightNet, CE vs MW-Net, float32 vs bfloat16.
+"""Seconds per training step of MetaWeightNet: CE vs MW-Net and its meta scopes.
 
     python bench/step_time.py                 # ResNet-32, batch 100 + 100 meta
-    python bench/step_time.py --steps 30 --model resnet20
+    python bench/step_time.py --models resnet32,wrn28_10 \
+        --policies float32,mixed_bfloat16 --steps 20 --warmup 3
 
-Each configuration runs in its own process, so that its peak resident memory
-(ru_maxrss) is its own; all configurations run one after the other in one
-invocation, so their ratios share the machine's conditions. Prints a Markdown
-table for BENCHMARKS.md.
+For every model and policy it times CE, MW-Net with the exact lookahead
+(`meta_scope="all"`) and each partial scope of `--scopes`: `head` (the
+logits layer) and `block` (the top residual block and everything above it:
+the last 5 layers with weights of ResNet-32, the last 6 of WRN-28-10, as in
+FaMUS's "top block" ablation). Each configuration runs in its own process, so
+that its peak resident memory (ru_maxrss) is its own; all run one after the
+other in one invocation, so their ratios share the machine's conditions.
+`--max_steps_for` caps the steps of big models (WRN-28-10 takes tens of
+seconds per MW-Net step on 2 cores). Prints a Markdown table for
+BENCHMARKS.md.
 """
 
 import argparse
@@ -20,11 +27,21 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-CONFIGS = [("ce", "float32"), ("mwnet", "float32"),
-           ("ce", "mixed_bfloat16"), ("mwnet", "mixed_bfloat16")]
+# Layers with weights in the top residual block plus those above it.
+TOP_BLOCK = {"resnet32": 5, "resnet20": 5, "resnet56": 5, "resnet110": 5,
+             "wrn28_10": 6, "wrn28_2": 6, "wrn40_2": 6}
 
 
-def measure(method, policy, model_name, batch_size, steps, warmup):
+def meta_scope_of(scope, model_name):
+    if scope == "block":
+        if model_name not in TOP_BLOCK:
+            sys.exit(f"step_time.py: error: no top block known for "
+                     f"{model_name}; add it to TOP_BLOCK.")
+        return TOP_BLOCK[model_name]
+    return int(scope) if scope.isdigit() else scope
+
+
+def measure(method, scope, policy, model_name, batch_size, steps, warmup):
     """Runs one configuration; returns its median step time and peak memory."""
     import keras
     import numpy as np
@@ -43,7 +60,9 @@ def measure(method, policy, model_name, batch_size, steps, warmup):
 
     element = (batch(), batch())
     dataset = tf.data.Dataset.from_tensors(element).repeat()
-    model = mwnet_tf.MetaWeightNet(zoo.build(model_name, 10), method=method)
+    model = mwnet_tf.MetaWeightNet(
+        zoo.build(model_name, 10), method=method,
+        meta_scope=meta_scope_of(scope, model_name))
     model.compile()
 
     class StepTimer(keras.callbacks.Callback):
@@ -61,7 +80,7 @@ def measure(method, policy, model_name, batch_size, steps, warmup):
     model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0,
               callbacks=[timer])
     timed = timer.durations[warmup:]
-    return {"method": method, "policy": policy,
+    return {"method": method, "scope": scope, "policy": policy,
             "median_s": float(np.median(timed)),
             "peak_rss_mib": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -69,36 +88,61 @@ def measure(method, policy, model_name, batch_size, steps, warmup):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet32")
+    parser.add_argument("--models", default="resnet32")
+    parser.add_argument("--policies", default="float32,mixed_bfloat16")
+    parser.add_argument("--scopes", default="head,block",
+                        help="partial meta scopes timed besides all")
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--one", help="internal: run one METHOD,POLICY")
+    parser.add_argument("--max_steps_for", default="wrn28_10:3:1",
+                        help="MODEL:STEPS:WARMUP caps, comma-separated")
+    parser.add_argument("--one", help="internal: run one "
+                        "MODEL,METHOD,SCOPE,POLICY")
     args = parser.parse_args()
     if args.one:
-        method, policy = args.one.split(",")
-        print(json.dumps(measure(method, policy, args.model, args.batch_size,
-                                 args.steps, args.warmup)))
+        model, method, scope, policy = args.one.split(",")
+        print(json.dumps(measure(method, scope, policy, model,
+                                 args.batch_size, args.steps, args.warmup)))
         return
+    caps = {}
+    for cap in filter(None, args.max_steps_for.split(",")):
+        model, steps, warmup = cap.split(":")
+        caps[model] = (int(steps), int(warmup))
+    configs = [(model, policy, method, scope)
+               for model in args.models.split(",")
+               for policy in args.policies.split(",")
+               for method, scope in [("ce", "all"), ("mwnet", "all")] + [
+                   ("mwnet", scope) for scope in args.scopes.split(",")]]
     results = {}
-    for method, policy in CONFIGS:
+    for model, policy, method, scope in configs:
+        steps, warmup = caps.get(model, (args.steps, args.warmup))
         output = subprocess.run(
-            [sys.executable, __file__, "--one", f"{method},{policy}",
-             "--model", args.model, "--batch_size", str(args.batch_size),
-             "--steps", str(args.steps), "--warmup", str(args.warmup)],
+            [sys.executable, __file__, "--one",
+             f"{model},{method},{scope},{policy}",
+             "--batch_size", str(args.batch_size), "--steps", str(steps),
+             "--warmup", str(warmup)],
             check=True, capture_output=True, text=True).stdout
-        results[method, policy] = json.loads(output.strip().splitlines()[-1])
-        print(f"# done {method} {policy}: {results[method, policy]}",
-              file=sys.stderr)
-    print(f"{args.model}, batch {args.batch_size} + {args.batch_size} meta, "
-          f"median of {args.steps} steps after {args.warmup} warm-up, "
-          f"{os.cpu_count()} CPUs\n")
-    print("| method | policy | s / step | x CE (same policy) | peak RSS MiB |")
-    print("|---|---|---|---|---|")
-    for (method, policy), result in results.items():
-        ratio = result["median_s"] / results["ce", policy]["median_s"]
-        print(f"| {method} | {policy} | {result['median_s']:.3f} | "
-              f"{ratio:.2f} | {result['peak_rss_mib']:.0f} |")
+        result = json.loads(output.strip().splitlines()[-1])
+        result["steps"] = steps
+        results[model, policy, method, scope] = result
+        print(f"# done {model} {policy} {method} {scope}: {result}",
+              file=sys.stderr, flush=True)
+    print(f"batch {args.batch_size} + {args.batch_size} meta, median over "
+          f"the steps after warm-up, {os.cpu_count()} CPUs\n")
+    print("| model | policy | method | meta_scope | steps | s / step | "
+          "x CE | peak RSS MiB | x CE |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (model, policy, method, scope), result in results.items():
+        ce = results[model, policy, "ce", "all"]
+        scope_name = "-" if method == "ce" else (
+            f"{scope} ({TOP_BLOCK[model]} layers)" if scope == "block"
+            else scope)
+        print(f"| {model} | {policy} | {method} | {scope_name} | "
+              f"{result['steps']} | {result['median_s']:.3f} | "
+              f"{result['median_s'] / ce['median_s']:.2f} | "
+              f"{result['peak_rss_mib']:.0f} | "
+              f"{result['peak_rss_mib'] / ce['peak_rss_mib']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@
 """
 
 from mwnet_tf.inputs import with_meta
-from mwnet_tf.trainer import MetaWeightNet
+from mwnet_tf.trainer import MetaWeightNet, lookahead_layers, weight_layers
 from mwnet_tf.weighting_net import WeightingNet
 
-__all__ = ["MetaWeightNet", "WeightingNet", "with_meta"]
+__all__ = ["MetaWeightNet", "WeightingNet", "lookahead_layers", "weight_layers",
+           "with_meta"]
 __version__ = "0.1.0"

@@ -137,7 +137,8 @@ def build_model(num_classes, image_shape):
         classifier, weighting_net, method=FLAGS.method,
         lookahead=FLAGS.lookahead,
         weight_normalization=FLAGS.weight_normalization,
-        meta_interval=FLAGS.meta_interval)
+        meta_interval=FLAGS.meta_interval,
+        meta_scope=experiment_flags.parse_meta_scope(FLAGS.meta_scope))
 
 
 def summarise(history, test_logs, statistics, steps_per_epoch):

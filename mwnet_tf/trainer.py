@@ -14,7 +14,16 @@ not moved), so only the backward pass is repeated with the new weights as
 output gradients. This and the BatchNorm state both come from one
 `stateless_call`, whose updated moving statistics are written back once, by
 the real step, so the lookahead never changes the classifier.
+
+`meta_scope` restricts the lookahead to the top of the classifier (FaMUS, Xu
+et al. 2021; FSR, Zhang & Pfister 2021): only the variables of the chosen
+layers move to w_hat, the others stay at w. Steps 2-3 are then recorded on
+tapes that watch only those variables (and theta), so both the lookahead
+gradient and the second-order meta backward stop at the lowest looked-ahead
+layer instead of running through the whole network.
 """
+
+import contextlib
 
 import keras
 import tensorflow as tf
@@ -23,6 +32,7 @@ from keras import ops
 from mwnet_tf.weighting_net import WeightingNet
 
 METHODS = ("mwnet", "l2rw", "ce")
+META_SCOPES = ("all", "head")
 LOOKAHEADS = ("sgd", "optimizer")
 WEIGHT_NORMALIZATIONS = ("mean", "sum")
 
@@ -45,6 +55,64 @@ def _sum_over_replicas(values):
     if context is None or context.num_replicas_in_sync == 1:
         return values
     return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
+def weight_layers(model):
+    """The layers of `model` that own trainable weights, input to output.
+
+    Nested models and layers are flattened; for functional and Sequential
+    models the order is the graph's topological order, for subclassed models
+    the order in which `__init__` assigned the layers.
+    """
+    owners = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        children = layer._flatten_layers(include_self=False, recursive=True)
+        inherited = {id(v) for child in children
+                     for v in child.trainable_weights}
+        if any(id(v) not in inherited for v in layer.trainable_weights):
+            owners.append(layer)
+    return owners
+
+
+def lookahead_layers(classifier, meta_scope):
+    """The layers whose variables the lookahead moves; None means all.
+
+    Args:
+        classifier: A built Keras model.
+        meta_scope: "all"; "head" (the last layer that owns weights); an
+            integer k (the last k such layers); or a list of layer names
+            (any layer, nested models included: all its weights).
+
+    Raises:
+        ValueError: `meta_scope` is of none of these forms, asks for more
+            layers than own weights, or names a layer the classifier lacks.
+    """
+    if isinstance(meta_scope, str) and meta_scope in META_SCOPES:
+        if meta_scope == "all":
+            return None
+        meta_scope = 1
+    owners = weight_layers(classifier)
+    if isinstance(meta_scope, int) and not isinstance(meta_scope, bool):
+        if not 1 <= meta_scope <= len(owners):
+            raise ValueError(
+                f"meta_scope={meta_scope} must be between 1 and "
+                f"{len(owners)}, the number of layers of "
+                f"{classifier.name!r} that own trainable weights.")
+        return owners[-meta_scope:]
+    if (isinstance(meta_scope, (list, tuple)) and meta_scope
+            and all(isinstance(name, str) for name in meta_scope)):
+        by_name = {layer.name: layer for layer in classifier._flatten_layers(
+            include_self=False, recursive=True)}
+        missing = [name for name in meta_scope if name not in by_name]
+        if missing:
+            raise ValueError(
+                f"meta_scope names {', '.join(map(repr, missing))}, not "
+                f"layers of {classifier.name!r}; its top layers with weights "
+                f"are {', '.join(repr(l.name) for l in owners[-5:])}.")
+        return [by_name[name] for name in meta_scope]
+    raise ValueError(
+        'meta_scope must be "all", "head", a positive integer (the last k '
+        f"layers with weights) or a list of layer names; got {meta_scope!r}.")
 
 
 def _add_l2(grads, variables, weight_decay, scale):
@@ -99,13 +167,23 @@ class MetaWeightNet(keras.Model):
         meta_interval: Update theta every this many steps (1 = every step);
             the other steps reuse the current V. Values above 1 need a
             single replica.
+        meta_scope: Which classifier variables the lookahead moves. "all"
+            (default) is the exact algorithm. "head" (the last layer that
+            owns weights), an integer k (the last k such layers, see
+            `weight_layers`) or a list of layer names look ahead through the
+            top of the network only: the other variables stay at w, the meta
+            loss is still the whole network's clean loss at the looked-ahead
+            weights, and the meta-gradient's backward passes stop at the
+            lowest looked-ahead layer, so a step costs about one CE step plus
+            a forward pass of the meta batch.
         from_logits: Whether the classifier outputs logits.
         **kwargs: Passed to `keras.Model`.
     """
 
     def __init__(self, classifier, weighting_net=None, method="mwnet",
                  lookahead="sgd", weight_normalization="mean",
-                 meta_interval=1, from_logits=True, **kwargs):
+                 meta_interval=1, meta_scope="all", from_logits=True,
+                 **kwargs):
         super().__init__(**kwargs)
         _check_choice("method", method, METHODS)
         _check_choice("lookahead", lookahead, LOOKAHEADS)
@@ -118,6 +196,9 @@ class MetaWeightNet(keras.Model):
             raise ValueError(
                 "The classifier must be built before it is wrapped: give it an "
                 "keras.Input or call it once on a batch.")
+        self._lookahead_layers = lookahead_layers(classifier, meta_scope)
+        self.meta_scope = (list(meta_scope)
+                           if isinstance(meta_scope, tuple) else meta_scope)
         self.classifier = classifier
         self.weighting_net = weighting_net or WeightingNet()
         self.method = method
@@ -229,22 +310,45 @@ class MetaWeightNet(keras.Model):
         return keras.losses.sparse_categorical_crossentropy(
             y, outputs, from_logits=self.from_logits)
 
+    @property
+    def lookahead_variables(self):
+        """The classifier variables the lookahead moves (`meta_scope`)."""
+        variables = self.classifier.trainable_variables
+        if self._lookahead_layers is None:
+            return variables
+        scoped = {id(v) for layer in self._lookahead_layers
+                  for v in layer.trainable_weights}
+        return [v for v in variables if id(v) in scoped]
+
     def _forward(self, x, y):
-        """Training-mode forward pass recorded on a persistent tape.
+        """Training-mode forward pass, recorded for the steps that follow.
 
         Returns:
-            (tape, outputs, losses, updated_state): the tape can differentiate
-            `losses` w.r.t. the classifier's trainable variables as often as
-            needed; `updated_state` holds the non-trainable values (BatchNorm
-            moving statistics, RNG state) after this pass, not yet assigned.
+            (tape, lookahead_tape, outputs, losses, updated_state): `tape`
+            (persistent) differentiates `losses` w.r.t. every trainable
+            variable, for the real step; `lookahead_tape` w.r.t.
+            `lookahead_variables`, for the lookahead (the same tape when they
+            are all); `updated_state` holds the non-trainable values
+            (BatchNorm moving statistics, RNG state) after this pass, not yet
+            assigned.
         """
         trainable = self.classifier.trainable_variables
         state = [v.value for v in self.classifier.non_trainable_variables]
-        with tf.GradientTape(persistent=True) as tape:
+        tape = tf.GradientTape(persistent=True)
+        lookahead_tape = tape
+        with contextlib.ExitStack() as recording:
+            recording.enter_context(tape)
+            if self._lookahead_layers is not None:
+                # Records only what depends on the looked-ahead variables, so
+                # that differentiating it never runs below the lowest of them.
+                lookahead_tape = recording.enter_context(
+                    tf.GradientTape(watch_accessed_variables=False))
+                lookahead_tape.watch([v.value for v in
+                                      self.lookahead_variables])
             outputs, updated_state = self.classifier.stateless_call(
                 trainable, state, x, training=True)
             losses = self._per_example_loss(y, outputs)
-        return tape, outputs, losses, updated_state
+        return tape, lookahead_tape, outputs, losses, updated_state
 
     def _loss_coefficients(self, weights):
         """d(reduced weighted loss) / d l_i for per-replica weights v_i.
@@ -261,13 +365,8 @@ class MetaWeightNet(keras.Model):
                                 weights.dtype)
         return weights / global_batch
 
-    def _classifier_gradients(self, tape, losses, coefficients):
-        return tape.gradient(losses, self.classifier.trainable_variables,
-                             output_gradients=coefficients)
-
-    def _lookahead_weights(self, grads):
+    def _lookahead_weights(self, variables, grads):
         """w_hat = one optimiser-like step from w; differentiable in `grads`."""
-        variables = self.classifier.trainable_variables
         lr = self.optimizer.learning_rate
         if self.lookahead == "sgd":
             return [v - ops.cast(lr, v.dtype) * g for v, g in zip(variables, grads)]
@@ -290,46 +389,57 @@ class MetaWeightNet(keras.Model):
                 looked_ahead.append(v + new_velocity)
         return looked_ahead
 
-    def _meta_objective(self, tape, losses, state, coefficients, x_meta, y_meta):
+    def _meta_objective(self, lookahead_tape, losses, state, coefficients,
+                        x_meta, y_meta):
         """Clean loss at the lookahead weights, as a function of `coefficients`.
+
+        Variables outside `meta_scope` enter as they are, so a tape watching
+        only theta (or epsilon) records nothing below the looked-ahead layers.
 
         Returns:
             (meta_loss, meta_outputs): `meta_loss` is this replica's share
             (mean over its meta slice / num_replicas).
         """
-        grads = self._classifier_gradients(tape, losses, coefficients)
+        moved = self.lookahead_variables
+        grads = lookahead_tape.gradient(losses, moved,
+                                        output_gradients=coefficients)
         grads = _sum_over_replicas(grads)
-        looked_ahead = self._lookahead_weights(grads)
+        looked_ahead = dict(zip(map(id, moved),
+                                self._lookahead_weights(moved, grads)))
+        weights = [looked_ahead.get(id(v), v)
+                   for v in self.classifier.trainable_variables]
         meta_outputs, _ = self.classifier.stateless_call(
-            looked_ahead, state, x_meta, training=True)
+            weights, state, x_meta, training=True)
         meta_losses = self._per_example_loss(y_meta, meta_outputs)
         meta_loss = ops.mean(meta_losses) / _num_replicas()
         return meta_loss, meta_outputs
 
-    def _mwnet_meta_gradients(self, tape, losses, state, x_meta, y_meta):
+    def _mwnet_meta_gradients(self, lookahead_tape, losses, state, x_meta,
+                              y_meta):
         theta = self.weighting_net.trainable_variables
-        with tf.GradientTape() as meta_tape:
+        with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
+            meta_tape.watch([v.value for v in theta])
             weights = self.weighting_net(ops.stop_gradient(losses))
             meta_loss, meta_outputs = self._meta_objective(
-                tape, losses, state, self._loss_coefficients(weights),
-                x_meta, y_meta)
+                lookahead_tape, losses, state,
+                self._loss_coefficients(weights), x_meta, y_meta)
         return meta_tape.gradient(meta_loss, theta), meta_loss, meta_outputs
 
-    def _l2rw_weights(self, tape, losses, state, x_meta, y_meta):
+    def _l2rw_weights(self, lookahead_tape, losses, state, x_meta, y_meta):
         """Learning-to-Reweight weights: -d meta_loss / d eps at eps = 0."""
         epsilon = ops.zeros_like(losses)
-        with tf.GradientTape() as meta_tape:
+        with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
             meta_tape.watch(epsilon)
             meta_loss, meta_outputs = self._meta_objective(
-                tape, losses, state, epsilon, x_meta, y_meta)
+                lookahead_tape, losses, state, epsilon, x_meta, y_meta)
         self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
         raw = ops.maximum(-meta_tape.gradient(meta_loss, epsilon), 0.0)
         return ops.stop_gradient(raw)
 
-    def _meta_update(self, tape, losses, state, x_meta, y_meta):
+    def _meta_update(self, lookahead_tape, losses, state, x_meta, y_meta):
         """Step 3: one meta-optimiser step on theta."""
         grads, meta_loss, meta_outputs = self._mwnet_meta_gradients(
-            tape, losses, state, x_meta, y_meta)
+            lookahead_tape, losses, state, x_meta, y_meta)
         theta = self.weighting_net.trainable_variables
         grads = _add_l2(grads, theta, self.meta_weight_decay,
                         1.0 / _num_replicas())
@@ -344,26 +454,28 @@ class MetaWeightNet(keras.Model):
 
     def train_step(self, data):
         (x, y, corrupted), (x_meta, y_meta) = self._unpack(data)
-        tape, outputs, losses, updated_state = self._forward(x, y)
+        tape, lookahead_tape, outputs, losses, updated_state = self._forward(
+            x, y)
 
         if self.method == "ce":
             weights = ops.ones_like(losses)
         elif self.method == "l2rw":
             weights = self._l2rw_weights(
-                tape, losses, updated_state, x_meta, y_meta)
+                lookahead_tape, losses, updated_state, x_meta, y_meta)
         else:
             if self.meta_interval == 1:
-                self._meta_update(tape, losses, updated_state, x_meta, y_meta)
+                self._meta_update(lookahead_tape, losses, updated_state,
+                                  x_meta, y_meta)
             else:
                 self._maybe_meta_update(
-                    tape, losses, updated_state, x_meta, y_meta)
+                    lookahead_tape, losses, updated_state, x_meta, y_meta)
             weights = ops.stop_gradient(
                 self.weighting_net(ops.stop_gradient(losses)))
 
         coefficients = self._loss_coefficients(weights)
-        grads = self._classifier_gradients(tape, losses, coefficients)
-        del tape
         variables = self.classifier.trainable_variables
+        grads = tape.gradient(losses, variables, output_gradients=coefficients)
+        del tape
         grads = _add_l2(grads, variables, self.weight_decay,
                         1.0 / _num_replicas())
         self.optimizer.apply(grads, variables)
@@ -393,10 +505,11 @@ class MetaWeightNet(keras.Model):
             logs += ["meta_loss", "meta_accuracy"]
         return {m.name: m.result() for m in self.metrics if m.name in logs}
 
-    def _maybe_meta_update(self, tape, losses, state, x_meta, y_meta):
+    def _maybe_meta_update(self, lookahead_tape, losses, state, x_meta,
+                           y_meta):
         """Step 3 on every `meta_interval`-th step only."""
         def update():
-            self._meta_update(tape, losses, state, x_meta, y_meta)
+            self._meta_update(lookahead_tape, losses, state, x_meta, y_meta)
             return ops.ones((), "bool")
 
         is_meta_step = ops.equal(
@@ -438,9 +551,9 @@ class MetaWeightNet(keras.Model):
         Returns:
             A list of tensors aligned with `weighting_net.trainable_variables`.
         """
-        tape, _, losses, updated_state = self._forward(x, y)
+        _, lookahead_tape, _, losses, updated_state = self._forward(x, y)
         grads, _, _ = self._mwnet_meta_gradients(
-            tape, losses, updated_state, x_meta, y_meta)
+            lookahead_tape, losses, updated_state, x_meta, y_meta)
         return grads
 
     def weighting_function(self, losses):
@@ -477,6 +590,7 @@ class MetaWeightNet(keras.Model):
             "lookahead": self.lookahead,
             "weight_normalization": self.weight_normalization,
             "meta_interval": self.meta_interval,
+            "meta_scope": self.meta_scope,
             "from_logits": self.from_logits,
         }
 

@@ -78,11 +78,14 @@ def test_every_flagfile_parses_and_validates(path):
         assert FLAGS.method == "mwnet"
 
 
-@pytest.mark.parametrize("method", ["mwnet", "ce", "l2rw"])
-def test_end_to_end_run_writes_results(method, image_tree, tmp_path):
+@pytest.mark.parametrize("method,meta_scope", [
+    ("mwnet", "all"), ("ce", "all"), ("l2rw", "all"), ("mwnet", "head")])
+def test_end_to_end_run_writes_results(method, meta_scope, image_tree,
+                                       tmp_path):
     workdir = tmp_path / "run"
     results = _run(_tiny_args(workdir, image_tree, tmp_path / "cache",
-                              f"--method={method}"))
+                              f"--method={method}",
+                              f"--meta_scope={meta_scope}"))
     with open(workdir / "results.json") as file:
         saved = json.load(file)
     assert saved == json.loads(json.dumps(results))
@@ -183,6 +186,8 @@ def test_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
     (["--dataset=folder"], "need --data_path"),
     (["--pretrained_weights=w.h5"], "resnet50 only"),
     (["--vnet_hidden=0"], "vnet_hidden"),
+    (["--meta_scope=0"], "meta_scope"),
+    (["--meta_scope=logits,,stage3"], "meta_scope"),
 ])
 def test_invalid_flags_are_rejected_at_parse_time(args, message):
     with flagsaver.flagsaver():
@@ -202,6 +207,15 @@ def test_bad_input_fails_before_training(args, message, tmp_path):
               f"--data_dir={tmp_path / 'tfds'}", *args])
     # Nothing was written: fixing the flag and rerunning is not refused.
     assert not (tmp_path / "run").exists()
+
+
+def test_meta_scope_naming_no_layer_fails_before_training(image_tree,
+                                                          tmp_path):
+    workdir = tmp_path / "run"
+    with pytest.raises(main_lib.ExperimentError, match="'conv9', not layers"):
+        _run(_tiny_args(workdir, image_tree, tmp_path / "cache",
+                        "--meta_scope=logits,conv9"))
+    assert not workdir.exists()
 
 
 def test_command_line_errors_are_one_line_without_traceback(tmp_path):

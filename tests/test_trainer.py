@@ -14,13 +14,14 @@ FEATURES = 5
 def _classifier(dtype="float32", batch_norm=True, seed=0):
     inputs = keras.Input((FEATURES,), dtype=dtype)
     hidden = keras.layers.Dense(
-        6, dtype=dtype, kernel_initializer=keras.initializers.GlorotUniform(seed))(inputs)
+        6, dtype=dtype, name="hidden",
+        kernel_initializer=keras.initializers.GlorotUniform(seed))(inputs)
     if batch_norm:
         hidden = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
-                                                 dtype=dtype)(hidden)
+                                                 dtype=dtype, name="norm")(hidden)
     hidden = keras.layers.Activation("tanh", dtype=dtype)(hidden)
     outputs = keras.layers.Dense(
-        NUM_CLASSES, dtype=dtype,
+        NUM_CLASSES, dtype=dtype, name="logits",
         kernel_initializer=keras.initializers.GlorotUniform(seed + 1))(hidden)
     return keras.Model(inputs, outputs)
 
@@ -38,17 +39,22 @@ def _per_example_ce(y, logits):
                                                         from_logits=True)
 
 
-def _reference_meta_loss(model, x, y, x_meta, y_meta):
+def _reference_meta_loss(model, x, y, x_meta, y_meta, moved_layers=None):
     """The meta objective J(theta), written out first-order and independently.
 
     Recomputes the lookahead weights from scratch with a plain tape, so its
-    finite differences check the second-order tape code of the trainer.
+    finite differences check the second-order tape code of the trainer. Only
+    the variables of the layers named in `moved_layers` (all when None) move;
+    the others stay at w.
     """
     classifier, net = model.classifier, model.weighting_net
     state = [v.value for v in classifier.non_trainable_variables]
-    variables = classifier.trainable_variables
+    all_variables = classifier.trainable_variables
+    variables = [v for v in all_variables if moved_layers is None
+                 or v.path.split("/")[0] in moved_layers]
     with tf.GradientTape() as tape:
-        logits, _ = classifier.stateless_call(variables, state, x, training=True)
+        logits, _ = classifier.stateless_call(all_variables, state, x,
+                                              training=True)
         losses = _per_example_ce(y, logits)
         weights = net(tf.stop_gradient(losses))
         if model.weight_normalization == "sum":
@@ -68,18 +74,21 @@ def _reference_meta_loss(model, x, y, x_meta, y_meta):
                 model.optimizer._get_variable_index(w)]
             new_velocity = mu * velocity - lr * g
             looked_ahead.append(w + mu * new_velocity - lr * g)
-    meta_logits, _ = classifier.stateless_call(looked_ahead, state, x_meta,
-                                               training=True)
+    moved = dict(zip(map(id, variables), looked_ahead))
+    meta_logits, _ = classifier.stateless_call(
+        [moved.get(id(v), v) for v in all_variables], state, x_meta,
+        training=True)
     return float(tf.reduce_mean(_per_example_ce(y_meta, meta_logits)))
 
 
 def _compiled(lookahead="sgd", weight_normalization="mean", dtype="float32",
-              method="mwnet", batch_norm=True, seed=0, **compile_kwargs):
+              method="mwnet", batch_norm=True, seed=0, meta_scope="all",
+              **compile_kwargs):
     model = mwnet_tf.MetaWeightNet(
         _classifier(dtype, batch_norm, seed),
         mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=seed, dtype=dtype),
         method=method, lookahead=lookahead,
-        weight_normalization=weight_normalization)
+        weight_normalization=weight_normalization, meta_scope=meta_scope)
     compile_kwargs.setdefault(
         "optimizer", keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True))
     model.compile(**compile_kwargs)
@@ -87,10 +96,17 @@ def _compiled(lookahead="sgd", weight_normalization="mean", dtype="float32",
 
 
 @pytest.mark.parametrize("lookahead", ["sgd", "optimizer"])
-@pytest.mark.parametrize("weight_normalization", ["mean", "sum"])
+@pytest.mark.parametrize("weight_normalization,meta_scope,moved_layers", [
+    ("mean", "all", None), ("sum", "all", None),
+    # Partial lookahead: the top layer, the top two (BatchNorm included),
+    # and a bottom layer alone.
+    ("mean", "head", ["logits"]), ("sum", 2, ["norm", "logits"]),
+    ("mean", ["hidden"], ["hidden"])])
 def test_meta_gradient_matches_finite_differences(lookahead,
-                                                  weight_normalization):
-    model = _compiled(lookahead, weight_normalization, dtype="float64")
+                                                  weight_normalization,
+                                                  meta_scope, moved_layers):
+    model = _compiled(lookahead, weight_normalization, dtype="float64",
+                      meta_scope=meta_scope)
     rng = np.random.default_rng(1)
     # Non-zero momentum slots, so that the "optimizer" lookahead uses them.
     for slot in model.optimizer.momentums:
@@ -108,7 +124,7 @@ def test_meta_gradient_matches_finite_differences(lookahead,
                 shifted[index] += sign * epsilon
                 variable.assign(shifted)
                 numeric[index] += sign * _reference_meta_loss(
-                    model, x, y, x_meta, y_meta) / (2 * epsilon)
+                    model, x, y, x_meta, y_meta, moved_layers) / (2 * epsilon)
         variable.assign(original)
         error = np.max(np.abs(grad.numpy() - numeric)) / np.max(np.abs(numeric))
         assert np.max(np.abs(numeric)) > 0
@@ -396,3 +412,152 @@ def test_meta_interval_needs_one_replica(two_replica_strategy):
         model = mwnet_tf.MetaWeightNet(_classifier(), meta_interval=2)
         with pytest.raises(ValueError, match="single replica"):
             model.compile()
+
+
+# ------------------------------------------------------------- meta_scope
+
+
+class _CountingIdentity(keras.layers.Layer):
+    """Identity whose backward pass counts how often it runs (eagerly)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.backward_calls = 0
+
+    def call(self, inputs):
+        @tf.custom_gradient
+        def identity(x):
+            def backward(upstream):
+                self.backward_calls += 1
+                return upstream
+            return tf.identity(x), backward
+        return identity(inputs)
+
+
+@pytest.mark.parametrize("method", ["mwnet", "l2rw"])
+@pytest.mark.parametrize("lookahead", ["sgd", "optimizer"])
+def test_partial_lookahead_never_differentiates_below_its_scope(method,
+                                                                lookahead):
+    """With meta_scope="head" only the real step runs the lower backward.
+
+    A counting identity sits between the bottom layers and the head. The
+    exact algorithm runs its backward for the lookahead gradient, the meta
+    backward and the real step; the head-only lookahead must run it once.
+    """
+    calls = {}
+    for meta_scope in ("all", "head"):
+        inputs = keras.Input((FEATURES,))
+        hidden = keras.layers.Dense(6, activation="tanh")(inputs)
+        counter = _CountingIdentity()
+        outputs = keras.layers.Dense(NUM_CLASSES)(counter(hidden))
+        model = mwnet_tf.MetaWeightNet(keras.Model(inputs, outputs),
+                                       method=method, lookahead=lookahead,
+                                       meta_scope=meta_scope)
+        model.compile(run_eagerly=True)
+        x, y, x_meta, y_meta = _batches(14)
+        model.train_on_batch(((x, y), (x_meta, y_meta)))
+        calls[meta_scope] = counter.backward_calls
+    assert calls["head"] == 1
+    assert calls["all"] >= 3
+
+
+@pytest.mark.parametrize("method", ["mwnet", "l2rw"])
+def test_scope_naming_every_layer_is_the_exact_algorithm(method):
+    """Listing every layer takes the separate-tape path to the same numbers."""
+    x, y, x_meta, y_meta = _batches(15)
+    data = ((x, y), (x_meta, y_meta))
+    exact = _compiled(method=method, dtype="float64")
+    listed = _compiled(method=method, dtype="float64",
+                       meta_scope=["hidden", "norm", "logits"])
+    assert len(listed.lookahead_variables) == len(
+        listed.classifier.trainable_variables)
+    _train(exact, data, 2)
+    _train(listed, data, 2)
+    for a, b in zip(exact.variables, listed.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10,
+                                   atol=1e-12, err_msg=a.path)
+
+
+@pytest.mark.parametrize("meta_scope", ["head", 2])
+def test_partial_meta_step_changes_only_the_weighting_net(meta_scope):
+    """The meta step moves V and nothing of the classifier.
+
+    After one step, V equals one Adam step on the partial meta-gradient
+    (L2 included), and the classifier equals a step with the new V's weights.
+    """
+    model = _compiled(meta_scope=meta_scope, weight_decay=0.0,
+                      meta_weight_decay=0.0, optimizer=keras.optimizers.SGD(0.5))
+    x, y, x_meta, y_meta = _batches(16)
+    classifier_before = [v.numpy().copy()
+                         for v in model.classifier.variables]
+    grads = model.compute_meta_gradients(x, y, x_meta, y_meta)
+    for old, variable in zip(classifier_before, model.classifier.variables):
+        np.testing.assert_array_equal(old, variable.numpy())
+    reference = keras.optimizers.Adam(1e-3)
+    theta = [keras.Variable(v.numpy()) for v in
+             model.weighting_net.trainable_variables]
+    reference.apply(grads, theta)
+    model.train_on_batch(((x, y), (x_meta, y_meta)))
+    for expected, variable in zip(theta,
+                                  model.weighting_net.trainable_variables):
+        np.testing.assert_allclose(variable.numpy(), expected.numpy(),
+                                   rtol=1e-5, atol=1e-7)
+
+
+def test_weight_layers_and_scopes_of_sequential_and_subclassed_models():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(4, activation="relu")
+            self.norm = keras.layers.BatchNormalization()
+            self.logits = keras.layers.Dense(NUM_CLASSES)
+
+        def call(self, x, training=None):
+            return self.logits(self.norm(self.hidden(x), training=training))
+
+    subclassed = Subclassed()
+    subclassed(np.zeros((2, FEATURES), "float32"))
+    sequential = keras.Sequential([keras.Input((FEATURES,)),
+                                   keras.layers.Dense(4, name="a"),
+                                   keras.layers.Dropout(0.1),
+                                   keras.layers.Dense(NUM_CLASSES, name="b")])
+    assert ([l.name for l in mwnet_tf.weight_layers(sequential)]
+            == ["a", "b"])
+    assert ([l for l in mwnet_tf.weight_layers(subclassed)]
+            == [subclassed.hidden, subclassed.norm, subclassed.logits])
+    head = mwnet_tf.MetaWeightNet(subclassed, meta_scope="head")
+    assert ([id(v) for v in head.lookahead_variables]
+            == [id(v) for v in subclassed.logits.trainable_weights])
+    top2 = mwnet_tf.MetaWeightNet(subclassed, meta_scope=2)
+    assert len(top2.lookahead_variables) == 4  # gamma, beta, kernel, bias
+    # A nested model named in the scope contributes all its weights.
+    inner = keras.Sequential([keras.Input((FEATURES,)),
+                              keras.layers.Dense(4), keras.layers.Dense(4)],
+                             name="block")
+    inputs = keras.Input((FEATURES,))
+    outer = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(inner(inputs)))
+    assert len(mwnet_tf.weight_layers(outer)) == 3
+    nested = mwnet_tf.MetaWeightNet(outer, meta_scope=["block"])
+    assert len(nested.lookahead_variables) == 4
+
+
+@pytest.mark.parametrize("meta_scope,message", [
+    (0, "between 1 and 3"), (4, "between 1 and 3"), ("top", "must be"),
+    (True, "must be"), (["nope"], "'nope', not layers"), ([], "must be")])
+def test_bad_meta_scope_is_rejected_with_a_clear_message(meta_scope, message):
+    with pytest.raises(ValueError, match=message):
+        mwnet_tf.MetaWeightNet(_classifier(), meta_scope=meta_scope)
+
+
+def test_two_replicas_match_one_device_with_a_partial_lookahead(
+        two_replica_strategy):
+    x, y, x_meta, y_meta = _batches(17, n=16, n_meta=8)
+    data = ((x, y), (x_meta, y_meta))
+    single = _compiled(batch_norm=False, meta_scope="head")
+    _train(single, data, 2)
+    with two_replica_strategy.scope():
+        mirrored = _compiled(batch_norm=False, meta_scope="head")
+    _train(mirrored, data, 2)
+    for a, b in zip(single.variables, mirrored.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=a.path)
