@@ -32,7 +32,8 @@ Variants are a method plus the flags that set it apart (VARIANTS): `ce`,
 `mwnet`, `l2rw`; `mwnet_sum` normalises the weighted loss by the sum of the
 weights, which removes the effective-learning-rate confound of the mean;
 `mwnet_block` and `mwnet_head` look ahead through the top of the network
-only (`--meta_scope`), at about 1.3x the cost of a CE step.
+only (`--meta_scope`), at about 1.3x the cost of a CE step;
+`mwnet_block_sum` is `mwnet_block` with the sum normalisation.
 """
 
 import argparse
@@ -63,6 +64,8 @@ VARIANTS = {
     # layer only (its last 5 layers with weights): FaMUS's top-block scope.
     "mwnet_block": ["--method=mwnet", "--meta_scope=5"],
     "mwnet_head": ["--method=mwnet", "--meta_scope=head"],
+    "mwnet_block_sum": ["--method=mwnet", "--meta_scope=5",
+                        "--weight_normalization=sum"],
 }
 NOISES = ("uniform", "flip")
 # Paper, full schedule: (setting, model, MW-Net, CE baseline).
