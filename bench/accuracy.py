@@ -81,7 +81,6 @@ def result_path(results_dir, protocol, noise, variant, seed):
 
 def run_one(protocol, noise, variant, seed, archive, scratch, results_dir):
     """Trains one configuration and stores its results; returns the record."""
-    sys.path.insert(0, REPO)
     from mwnet_tf.callbacks import read_history
 
     name = os.path.basename(result_path("", protocol, noise, variant, seed))

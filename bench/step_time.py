@@ -25,7 +25,6 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Layers with weights in the top residual block plus those above it.
 TOP_BLOCK = {"resnet32": 5, "resnet20": 5, "resnet56": 5, "resnet110": 5,

@@ -30,8 +30,9 @@ def define_flags():
     flags.DEFINE_bool("mixed_bfloat16", False, "Compute in bfloat16 "
                       "(keras mixed_bfloat16 policy); losses and weights stay "
                       "float32.")
-    flags.DEFINE_bool("deterministic", False, "Enable TF's deterministic ops "
-                      "(bit-exact resume; slower).")
+    flags.DEFINE_bool("deterministic", False, "Bit-reproducible runs and "
+                      "resumes: TF's deterministic ops and one inter-op "
+                      "thread (slower).")
     flags.DEFINE_integer("steps_per_execution", 1, "Training steps per "
                          "tf.function call.", lower_bound=1)
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],

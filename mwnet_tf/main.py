@@ -60,6 +60,10 @@ def check_workdir(workdir, config, overwrite):
             `overwrite`), or files that are not a run of this program.
     """
     config_path = os.path.join(workdir, "config.json")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ExperimentError(
+            f"--workdir={workdir} is a file, not a directory; choose a new "
+            "or empty directory.")
     if not (os.path.isdir(workdir) and os.listdir(workdir)):
         return False
     if not os.path.exists(config_path):
@@ -103,10 +107,14 @@ def claim_workdir(workdir, config, resuming):
 
 def check_paths():
     """Checks every path flag before anything expensive starts."""
-    if FLAGS.data_path and not os.path.exists(FLAGS.data_path):
-        raise ExperimentError(
-            f"--data_path={FLAGS.data_path} does not exist; give the image "
-            "folder, its .tar.gz, or the Clothing1M root.")
+    try:
+        data_lib.check_data_paths(FLAGS.dataset, data_dir=FLAGS.data_dir,
+                                  path=FLAGS.data_path,
+                                  download=FLAGS.download)
+    except (ValueError, FileNotFoundError) as error:
+        raise ExperimentError(str(error)) from error
+    # zoo.resnet50 checks the file too, but only when the model is built,
+    # after the data has been loaded.
     weights = FLAGS.pretrained_weights
     if weights and weights != "imagenet" and not os.path.isfile(weights):
         raise ExperimentError(
@@ -169,9 +177,15 @@ def run():
     config = resolved_config()
     check_paths()
     resuming = check_workdir(workdir, config, FLAGS.overwrite)
-    keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.deterministic:
+        # Op determinism alone leaves MW-Net and L2RW steps run-to-run
+        # different in graph mode (the per-example meta-gradient varies in
+        # its last bits; CE does not, eager mode does not): the outcome
+        # depends on how TF's executor schedules independent ops. One
+        # inter-op thread fixes the schedule. Must precede runtime start-up.
+        tf.config.threading.set_inter_op_parallelism_threads(1)
         tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_bfloat16:
         keras.config.set_dtype_policy("mixed_bfloat16")
 
@@ -280,7 +294,12 @@ def main(argv):
         sys.exit(f"mwnet_tf.main: error: {error}")
 
 
+def cli():
+    """Console-script entry point (`mwnet-tf`), as `python -m mwnet_tf.main`."""
+    app.run(main)
+
+
 experiment_flags.define_flags()
 
 if __name__ == "__main__":
-    app.run(main)
+    cli()

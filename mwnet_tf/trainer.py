@@ -23,6 +23,7 @@ gradient and the second-order meta backward stop at the lowest looked-ahead
 layer instead of running through the whole network.
 """
 
+import collections
 import contextlib
 
 import keras
@@ -35,6 +36,11 @@ METHODS = ("mwnet", "l2rw", "ce")
 META_SCOPES = ("all", "head")
 LOOKAHEADS = ("sgd", "optimizer")
 WEIGHT_NORMALIZATIONS = ("mean", "sum")
+
+
+# The training-mode forward pass of step 1, kept for the steps that follow.
+_Forward = collections.namedtuple(
+    "_Forward", ["tape", "lookahead_tape", "outputs", "losses", "state"])
 
 
 def _check_choice(name, value, choices):
@@ -113,6 +119,11 @@ def lookahead_layers(classifier, meta_scope):
     raise ValueError(
         'meta_scope must be "all", "head", a positive integer (the last k '
         f"layers with weights) or a list of layer names; got {meta_scope!r}.")
+
+
+def _unwrapped(optimizer):
+    """The optimiser inside a LossScaleOptimizer (mixed_float16), or itself."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 def _add_l2(grads, variables, weight_decay, scale):
@@ -251,14 +262,24 @@ class MetaWeightNet(keras.Model):
             optimizer = keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
         if meta_optimizer is None:
             meta_optimizer = keras.optimizers.Adam(1e-3)
-        super().compile(optimizer=optimizer, **kwargs)
-        self.meta_optimizer = keras.optimizers.get(meta_optimizer)
+        optimizer = keras.optimizers.get(optimizer)
         if self.lookahead == "optimizer" and not isinstance(
-                self.optimizer, keras.optimizers.SGD):
+                _unwrapped(optimizer), keras.optimizers.SGD):
             raise ValueError(
                 'lookahead="optimizer" needs a keras.optimizers.SGD classifier '
-                f"optimizer; got {type(self.optimizer).__name__}. Use "
+                f"optimizer; got {type(_unwrapped(optimizer)).__name__}. Use "
                 'lookahead="sgd" with other optimisers.')
+        # Under mixed_float16 Keras wraps the classifier's optimiser in a
+        # LossScaleOptimizer (auto_scale_loss); the meta-gradient runs through
+        # the same float16 network, so V's optimiser gets its own loss scale.
+        super().compile(optimizer=optimizer, **kwargs)
+        meta_optimizer = keras.optimizers.get(meta_optimizer)
+        if (isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+                and not isinstance(meta_optimizer,
+                                   keras.optimizers.LossScaleOptimizer)):
+            meta_optimizer = keras.optimizers.LossScaleOptimizer(
+                meta_optimizer, name="meta_loss_scale_optimizer")
+        self.meta_optimizer = meta_optimizer
         if (self.meta_interval > 1
                 and self.distribute_strategy.num_replicas_in_sync > 1):
             # The conditional meta step would put a cross-replica sync point
@@ -303,13 +324,6 @@ class MetaWeightNet(keras.Model):
     def call(self, inputs, training=None):
         return self.classifier(inputs, training=training)
 
-    # -------------------------------------------------------------- the math
-
-    def _per_example_loss(self, y, outputs):
-        outputs = ops.cast(outputs, self._loss_dtype)
-        return keras.losses.sparse_categorical_crossentropy(
-            y, outputs, from_logits=self.from_logits)
-
     @property
     def lookahead_variables(self):
         """The classifier variables the lookahead moves (`meta_scope`)."""
@@ -320,15 +334,45 @@ class MetaWeightNet(keras.Model):
                   for v in layer.trainable_weights}
         return [v for v in variables if id(v) in scoped]
 
+    # ------------------------------------------------------ the training step
+
+    def train_step(self, data):
+        (x, y, corrupted), (x_meta, y_meta) = self._unpack(data)
+        # 1. Forward pass of the training batch: per-example losses l_i.
+        forward = self._forward(x, y)
+        # 2-3. Lookahead and meta step, giving the real step's weights.
+        weights = self._example_weights(forward, x_meta, y_meta)
+        # 4. The classifier step on the weighted loss.
+        coefficients = self._loss_coefficients(weights)
+        self._classifier_update(forward, coefficients)
+        return self._update_metrics(forward, y, coefficients, weights,
+                                    corrupted)
+
+    @staticmethod
+    def _unpack(data):
+        if isinstance(data, tuple) and len(data) == 3 and data[1] is None \
+                and data[2] is None:
+            data = data[0]  # train_on_batch(x) packs (x, None, None).
+        try:
+            train, meta = data
+            x, y = train[0], train[1]
+            corrupted = train[2] if len(train) > 2 else None
+            x_meta, y_meta = meta
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                "MetaWeightNet.fit expects elements ((x, y), (x_meta, y_meta)) "
+                "or ((x, y, corrupted), (x_meta, y_meta)); build them with "
+                "mwnet_tf.with_meta(train_ds, meta_ds).") from error
+        return (x, y, corrupted), (x_meta, y_meta)
+
     def _forward(self, x, y):
         """Training-mode forward pass, recorded for the steps that follow.
 
         Returns:
-            (tape, lookahead_tape, outputs, losses, updated_state): `tape`
-            (persistent) differentiates `losses` w.r.t. every trainable
-            variable, for the real step; `lookahead_tape` w.r.t.
-            `lookahead_variables`, for the lookahead (the same tape when they
-            are all); `updated_state` holds the non-trainable values
+            A `_Forward`: `tape` (persistent) differentiates `losses` w.r.t.
+            every trainable variable, for the real step; `lookahead_tape`
+            w.r.t. `lookahead_variables`, for the lookahead (the same tape
+            when they are all); `state` holds the non-trainable values
             (BatchNorm moving statistics, RNG state) after this pass, not yet
             assigned.
         """
@@ -348,7 +392,125 @@ class MetaWeightNet(keras.Model):
             outputs, updated_state = self.classifier.stateless_call(
                 trainable, state, x, training=True)
             losses = self._per_example_loss(y, outputs)
-        return tape, lookahead_tape, outputs, losses, updated_state
+        return _Forward(tape, lookahead_tape, outputs, losses, updated_state)
+
+    def _per_example_loss(self, y, outputs):
+        outputs = ops.cast(outputs, self._loss_dtype)
+        return keras.losses.sparse_categorical_crossentropy(
+            y, outputs, from_logits=self.from_logits)
+
+    def _example_weights(self, forward, x_meta, y_meta):
+        """Steps 2-3: the per-example weights of the real step (no gradient)."""
+        if self.method == "ce":
+            return ops.ones_like(forward.losses)
+        if self.method == "l2rw":
+            return self._l2rw_weights(forward, x_meta, y_meta)
+        if self.meta_interval == 1:
+            self._meta_update(forward, x_meta, y_meta)
+        else:
+            self._maybe_meta_update(forward, x_meta, y_meta)
+        return ops.stop_gradient(
+            self.weighting_net(ops.stop_gradient(forward.losses)))
+
+    def _l2rw_weights(self, forward, x_meta, y_meta):
+        """Learning-to-Reweight weights: -d meta_loss / d eps at eps = 0."""
+        epsilon = ops.zeros_like(forward.losses)
+        with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
+            meta_tape.watch(epsilon)
+            meta_loss, meta_outputs = self._meta_objective(
+                forward, epsilon, x_meta, y_meta)
+            # The weights are normalised to sum 1, so the loss scale (which
+            # keeps float16 gradients from underflowing) cancels.
+            scaled_meta_loss = self.optimizer.scale_loss(meta_loss)
+        self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
+        raw = ops.maximum(-meta_tape.gradient(scaled_meta_loss, epsilon), 0.0)
+        return ops.stop_gradient(raw)
+
+    def _meta_update(self, forward, x_meta, y_meta):
+        """Step 3: one meta-optimiser step on theta."""
+        theta = self.weighting_net.trainable_variables
+        grads, meta_loss, meta_outputs = self._mwnet_meta_gradients(
+            forward, x_meta, y_meta, scale_loss=True)
+        # L2 in the units of the scaled gradients: the optimiser unscales both.
+        grads = _add_l2(grads, theta, self.meta_weight_decay,
+                        self.meta_optimizer.scale_loss(1.0) / _num_replicas())
+        self.meta_optimizer.apply(grads, theta)
+        self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
+
+    def _maybe_meta_update(self, forward, x_meta, y_meta):
+        """Step 3 on every `meta_interval`-th step only."""
+        def update():
+            self._meta_update(forward, x_meta, y_meta)
+            return ops.ones((), "bool")
+
+        is_meta_step = ops.equal(
+            self.optimizer.iterations % self.meta_interval, 0)
+        tf.cond(is_meta_step, update, lambda: ops.zeros((), "bool"))
+
+    def _mwnet_meta_gradients(self, forward, x_meta, y_meta, scale_loss):
+        """d meta_loss / d theta, scaled by the meta optimiser's loss scale
+        when `scale_loss` (its `apply` unscales them)."""
+        theta = self.weighting_net.trainable_variables
+        with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
+            meta_tape.watch([v.value for v in theta])
+            weights = self.weighting_net(ops.stop_gradient(forward.losses))
+            meta_loss, meta_outputs = self._meta_objective(
+                forward, self._loss_coefficients(weights), x_meta, y_meta)
+            target = (self.meta_optimizer.scale_loss(meta_loss) if scale_loss
+                      else meta_loss)
+        return meta_tape.gradient(target, theta), meta_loss, meta_outputs
+
+    def _meta_objective(self, forward, coefficients, x_meta, y_meta):
+        """Clean loss at the lookahead weights, as a function of `coefficients`.
+
+        Variables outside `meta_scope` enter as they are, so a tape watching
+        only theta (or epsilon) records nothing below the looked-ahead layers.
+
+        Returns:
+            (meta_loss, meta_outputs): `meta_loss` is this replica's share
+            (mean over its meta slice / num_replicas).
+        """
+        moved = self.lookahead_variables
+        # The lookahead gradient is taken at the classifier's loss scale, as
+        # the real step's is, then unscaled: w_hat needs the true gradient.
+        loss_scale = self.optimizer.scale_loss(1.0)
+        grads = forward.lookahead_tape.gradient(
+            forward.losses, moved, output_gradients=coefficients * loss_scale)
+        grads = [g / ops.cast(loss_scale, g.dtype)
+                 for g in _sum_over_replicas(grads)]
+        looked_ahead = dict(zip(map(id, moved),
+                                self._lookahead_weights(moved, grads)))
+        weights = [looked_ahead.get(id(v), v)
+                   for v in self.classifier.trainable_variables]
+        meta_outputs, _ = self.classifier.stateless_call(
+            weights, forward.state, x_meta, training=True)
+        meta_losses = self._per_example_loss(y_meta, meta_outputs)
+        meta_loss = ops.mean(meta_losses) / _num_replicas()
+        return meta_loss, meta_outputs
+
+    def _lookahead_weights(self, variables, grads):
+        """w_hat = one optimiser-like step from w; differentiable in `grads`."""
+        optimizer = _unwrapped(self.optimizer)
+        lr = optimizer.learning_rate
+        if self.lookahead == "sgd":
+            return [v - ops.cast(lr, v.dtype) * g for v, g in zip(variables, grads)]
+        # The Keras SGD update (velocity = mu * velocity - lr * g), with the L2
+        # term the real step adds.
+        grads = _add_l2(grads, variables, self.weight_decay, 1.0)
+        momentum = optimizer.momentum
+        looked_ahead = []
+        for v, g in zip(variables, grads):
+            lr_v = ops.cast(lr, v.dtype)
+            if momentum == 0:
+                looked_ahead.append(v - lr_v * g)
+                continue
+            velocity = optimizer.momentums[optimizer._get_variable_index(v)]
+            new_velocity = momentum * velocity - lr_v * g
+            if optimizer.nesterov:
+                looked_ahead.append(v + momentum * new_velocity - lr_v * g)
+            else:
+                looked_ahead.append(v + new_velocity)
+        return looked_ahead
 
     def _loss_coefficients(self, weights):
         """d(reduced weighted loss) / d l_i for per-replica weights v_i.
@@ -365,133 +527,36 @@ class MetaWeightNet(keras.Model):
                                 weights.dtype)
         return weights / global_batch
 
-    def _lookahead_weights(self, variables, grads):
-        """w_hat = one optimiser-like step from w; differentiable in `grads`."""
-        lr = self.optimizer.learning_rate
-        if self.lookahead == "sgd":
-            return [v - ops.cast(lr, v.dtype) * g for v, g in zip(variables, grads)]
-        # The Keras SGD update (velocity = mu * velocity - lr * g), with the L2
-        # term the real step adds.
-        grads = _add_l2(grads, variables, self.weight_decay, 1.0)
-        momentum = self.optimizer.momentum
-        looked_ahead = []
-        for v, g in zip(variables, grads):
-            lr_v = ops.cast(lr, v.dtype)
-            if momentum == 0:
-                looked_ahead.append(v - lr_v * g)
-                continue
-            velocity = self.optimizer.momentums[
-                self.optimizer._get_variable_index(v)]
-            new_velocity = momentum * velocity - lr_v * g
-            if self.optimizer.nesterov:
-                looked_ahead.append(v + momentum * new_velocity - lr_v * g)
-            else:
-                looked_ahead.append(v + new_velocity)
-        return looked_ahead
-
-    def _meta_objective(self, lookahead_tape, losses, state, coefficients,
-                        x_meta, y_meta):
-        """Clean loss at the lookahead weights, as a function of `coefficients`.
-
-        Variables outside `meta_scope` enter as they are, so a tape watching
-        only theta (or epsilon) records nothing below the looked-ahead layers.
-
-        Returns:
-            (meta_loss, meta_outputs): `meta_loss` is this replica's share
-            (mean over its meta slice / num_replicas).
-        """
-        moved = self.lookahead_variables
-        grads = lookahead_tape.gradient(losses, moved,
-                                        output_gradients=coefficients)
-        grads = _sum_over_replicas(grads)
-        looked_ahead = dict(zip(map(id, moved),
-                                self._lookahead_weights(moved, grads)))
-        weights = [looked_ahead.get(id(v), v)
-                   for v in self.classifier.trainable_variables]
-        meta_outputs, _ = self.classifier.stateless_call(
-            weights, state, x_meta, training=True)
-        meta_losses = self._per_example_loss(y_meta, meta_outputs)
-        meta_loss = ops.mean(meta_losses) / _num_replicas()
-        return meta_loss, meta_outputs
-
-    def _mwnet_meta_gradients(self, lookahead_tape, losses, state, x_meta,
-                              y_meta):
-        theta = self.weighting_net.trainable_variables
-        with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
-            meta_tape.watch([v.value for v in theta])
-            weights = self.weighting_net(ops.stop_gradient(losses))
-            meta_loss, meta_outputs = self._meta_objective(
-                lookahead_tape, losses, state,
-                self._loss_coefficients(weights), x_meta, y_meta)
-        return meta_tape.gradient(meta_loss, theta), meta_loss, meta_outputs
-
-    def _l2rw_weights(self, lookahead_tape, losses, state, x_meta, y_meta):
-        """Learning-to-Reweight weights: -d meta_loss / d eps at eps = 0."""
-        epsilon = ops.zeros_like(losses)
-        with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
-            meta_tape.watch(epsilon)
-            meta_loss, meta_outputs = self._meta_objective(
-                lookahead_tape, losses, state, epsilon, x_meta, y_meta)
-        self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
-        raw = ops.maximum(-meta_tape.gradient(meta_loss, epsilon), 0.0)
-        return ops.stop_gradient(raw)
-
-    def _meta_update(self, lookahead_tape, losses, state, x_meta, y_meta):
-        """Step 3: one meta-optimiser step on theta."""
-        grads, meta_loss, meta_outputs = self._mwnet_meta_gradients(
-            lookahead_tape, losses, state, x_meta, y_meta)
-        theta = self.weighting_net.trainable_variables
-        grads = _add_l2(grads, theta, self.meta_weight_decay,
-                        1.0 / _num_replicas())
-        self.meta_optimizer.apply(grads, theta)
-        self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
-
-    def _record_meta_metrics(self, meta_loss, y_meta, meta_outputs):
-        self.meta_loss_tracker.update_state(meta_loss * _num_replicas())
-        self.meta_accuracy_tracker.update_state(y_meta, meta_outputs)
-
-    # ---------------------------------------------------------- public API
-
-    def train_step(self, data):
-        (x, y, corrupted), (x_meta, y_meta) = self._unpack(data)
-        tape, lookahead_tape, outputs, losses, updated_state = self._forward(
-            x, y)
-
-        if self.method == "ce":
-            weights = ops.ones_like(losses)
-        elif self.method == "l2rw":
-            weights = self._l2rw_weights(
-                lookahead_tape, losses, updated_state, x_meta, y_meta)
-        else:
-            if self.meta_interval == 1:
-                self._meta_update(lookahead_tape, losses, updated_state,
-                                  x_meta, y_meta)
-            else:
-                self._maybe_meta_update(
-                    lookahead_tape, losses, updated_state, x_meta, y_meta)
-            weights = ops.stop_gradient(
-                self.weighting_net(ops.stop_gradient(losses)))
-
-        coefficients = self._loss_coefficients(weights)
+    def _classifier_update(self, forward, coefficients):
+        """Step 4: the backward pass of step 1 with the final weights."""
         variables = self.classifier.trainable_variables
-        grads = tape.gradient(losses, variables, output_gradients=coefficients)
-        del tape
+        # As Keras's own step: gradients of the scaled loss, which the
+        # optimiser unscales (a LossScaleOptimizer under mixed_float16 also
+        # skips non-finite steps); L2 joins them in the same units.
+        loss_scale = self.optimizer.scale_loss(1.0)
+        grads = forward.tape.gradient(
+            forward.losses, variables,
+            output_gradients=coefficients * loss_scale)
         grads = _add_l2(grads, variables, self.weight_decay,
-                        1.0 / _num_replicas())
+                        loss_scale / _num_replicas())
         self.optimizer.apply(grads, variables)
         for variable, value in zip(self.classifier.non_trainable_variables,
-                                   updated_state):
+                                   forward.state):
             variable.assign(value)
 
-        # Metrics. The loss is the objective the classifier step descended,
-        # without L2, in single-device units.
+    def _update_metrics(self, forward, y, coefficients, weights, corrupted):
+        """Updates the trackers; returns the logs of this method's metrics.
+
+        The loss is the objective the classifier step descended, without L2,
+        in single-device units.
+        """
         self.loss_tracker.update_state(
-            ops.sum(coefficients * losses) * _num_replicas())
-        self.accuracy_tracker.update_state(y, outputs)
+            ops.sum(coefficients * forward.losses) * _num_replicas())
+        self.accuracy_tracker.update_state(y, forward.outputs)
         if self.method == "l2rw":
             # Normalised weights sum to 1; scale so that 1 means "average".
             weights = coefficients * ops.cast(
-                ops.shape(losses)[0] * _num_replicas(), weights.dtype)
+                ops.shape(forward.losses)[0] * _num_replicas(), weights.dtype)
         self.mean_weight_tracker.update_state(weights)
         logs = ["loss", "accuracy", "mean_weight"]
         if corrupted is not None:
@@ -505,16 +570,11 @@ class MetaWeightNet(keras.Model):
             logs += ["meta_loss", "meta_accuracy"]
         return {m.name: m.result() for m in self.metrics if m.name in logs}
 
-    def _maybe_meta_update(self, lookahead_tape, losses, state, x_meta,
-                           y_meta):
-        """Step 3 on every `meta_interval`-th step only."""
-        def update():
-            self._meta_update(lookahead_tape, losses, state, x_meta, y_meta)
-            return ops.ones((), "bool")
+    def _record_meta_metrics(self, meta_loss, y_meta, meta_outputs):
+        self.meta_loss_tracker.update_state(meta_loss * _num_replicas())
+        self.meta_accuracy_tracker.update_state(y_meta, meta_outputs)
 
-        is_meta_step = ops.equal(
-            self.optimizer.iterations % self.meta_interval, 0)
-        tf.cond(is_meta_step, update, lambda: ops.zeros((), "bool"))
+    # ---------------------------------------------------------- public API
 
     def test_step(self, data):
         x, y = data[0], data[1]
@@ -551,32 +611,14 @@ class MetaWeightNet(keras.Model):
         Returns:
             A list of tensors aligned with `weighting_net.trainable_variables`.
         """
-        _, lookahead_tape, _, losses, updated_state = self._forward(x, y)
         grads, _, _ = self._mwnet_meta_gradients(
-            lookahead_tape, losses, updated_state, x_meta, y_meta)
+            self._forward(x, y), x_meta, y_meta, scale_loss=False)
         return grads
 
     def weighting_function(self, losses):
         """V evaluated on given loss values, e.g. `np.linspace(0, 10, 200)`."""
         return self.weighting_net(ops.convert_to_tensor(losses,
                                                         self._loss_dtype))
-
-    @staticmethod
-    def _unpack(data):
-        if isinstance(data, tuple) and len(data) == 3 and data[1] is None \
-                and data[2] is None:
-            data = data[0]  # train_on_batch(x) packs (x, None, None).
-        try:
-            train, meta = data
-            x, y = train[0], train[1]
-            corrupted = train[2] if len(train) > 2 else None
-            x_meta, y_meta = meta
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                "MetaWeightNet.fit expects elements ((x, y), (x_meta, y_meta)) "
-                "or ((x, y, corrupted), (x_meta, y_meta)); build them with "
-                "mwnet_tf.with_meta(train_ds, meta_ds).") from error
-        return (x, y, corrupted), (x_meta, y_meta)
 
     # -------------------------------------------------------- serialisation
 

@@ -1,24 +1,23 @@
 """The weighting function V(loss; theta) of Meta-Weight-Net."""
 
-import math
-
 import keras
 from keras import ops
 
+from zoo import common
+
 
 def _torch_linear_initializers(fan_in, seed):
-    """Initialisers equal in distribution to PyTorch's `nn.Linear` default.
+    """The (kernel, bias) initialisers of a PyTorch `nn.Linear`.
 
     The official code builds V from `nn.Linear` layers, whose weights and biases
     are both U(-1/sqrt(fan_in), 1/sqrt(fan_in)). The starting point matters
     here: with one input, the hidden biases span [-1, 1] and decide where the
-    ReLU kinks of the initial weighting curve lie.
+    ReLU kinks of the initial weighting curve lie. The bias gets `seed + 1`:
+    Keras initialisers that share a seed draw the same numbers.
     """
-    limit = 1.0 / math.sqrt(fan_in)
-    kernel_seed = None if seed is None else seed
     bias_seed = None if seed is None else seed + 1
-    return (keras.initializers.RandomUniform(-limit, limit, seed=kernel_seed),
-            keras.initializers.RandomUniform(-limit, limit, seed=bias_seed))
+    return (common.torch_linear_default(fan_in, seed),
+            common.torch_linear_default(fan_in, bias_seed))
 
 
 @keras.saving.register_keras_serializable(package="mwnet_tf")

@@ -1,12 +1,11 @@
-"""Shared test set-up: quiet TensorFlow, two logical CPUs, repo on sys.path."""
+"""Shared test set-up: quiet TensorFlow, two logical CPUs, one strategy."""
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 # Split the CPU into two logical devices before anything initialises the
@@ -17,3 +16,17 @@ try:
         _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 except RuntimeError:  # The runtime was already initialised by a plugin.
     pass
+
+
+@pytest.fixture(scope="session")
+def two_replica_strategy():
+    """One MirroredStrategy over two logical CPUs for the whole session.
+
+    Two MirroredStrategy objects in one process can hand out clashing
+    collective keys, so every test that needs replicas shares this one.
+    """
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("the CPU could not be split into two logical devices "
+                    "(the runtime was initialised before tests/conftest.py)")
+    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])

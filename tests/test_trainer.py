@@ -218,26 +218,17 @@ def _train(model, data, steps):
 
 
 @pytest.mark.parametrize("method", ["mwnet", "l2rw", "ce"])
-def test_eager_and_graph_training_agree(method):
+@pytest.mark.parametrize("mode", ["graph", "jit"])
+def test_graph_and_xla_training_agree_with_eager(method, mode):
+    """tf.function, and XLA (Keras's jit_compile="auto" on a GPU), = eager."""
     data = ((_batches(5)[0], _batches(5)[1]), (_batches(5)[2], _batches(5)[3]))
     eager = _compiled(method=method, run_eagerly=True)
-    graph = _compiled(method=method)
+    compiled = _compiled(method=method, jit_compile=(mode == "jit"))
     _train(eager, data, 3)
-    _train(graph, data, 3)
-    for a, b in zip(eager.variables, graph.variables):
+    _train(compiled, data, 3)
+    for a, b in zip(eager.variables, compiled.variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5,
                                    err_msg=a.path)
-
-
-@pytest.fixture(scope="module")
-def two_replica_strategy():
-    # One strategy for the module: two MirroredStrategy objects in one process
-    # can hand out clashing collective keys.
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("the CPU could not be split into two logical devices "
-                    "(the runtime was initialised before tests/conftest.py)")
-    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
 
 
 @pytest.mark.parametrize("weight_normalization", ["mean", "sum"])
@@ -385,6 +376,48 @@ def test_mixed_bfloat16_keeps_losses_and_weights_in_float32():
         assert np.isfinite(history.history["meta_loss"][-1])
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+@pytest.mark.parametrize("method", ["mwnet", "l2rw", "ce"])
+def test_mixed_float16_step_matches_the_float32_step(method):
+    """Loss scaling is applied and undone: the update is float32's.
+
+    Without it, the LossScaleOptimizer that compile adds under mixed_float16
+    divides by the loss scale (2**15) gradients that were never scaled.
+    """
+    x, y, x_meta, y_meta = _batches(18)
+    updates = {}
+    previous = keras.config.dtype_policy()
+    for policy in ("float32", "mixed_float16"):
+        keras.config.set_dtype_policy(policy)
+        try:
+            inputs = keras.Input((FEATURES,))
+            hidden = keras.layers.Dense(
+                8, kernel_initializer=keras.initializers.GlorotUniform(0))(
+                    inputs)
+            hidden = keras.layers.BatchNormalization()(hidden)
+            hidden = keras.layers.Activation("tanh")(hidden)
+            outputs = keras.layers.Dense(
+                NUM_CLASSES, dtype="float32",
+                kernel_initializer=keras.initializers.GlorotUniform(1))(hidden)
+            model = mwnet_tf.MetaWeightNet(
+                keras.Model(inputs, outputs),
+                mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0),
+                method=method, lookahead="optimizer")
+            model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
+        finally:
+            keras.config.set_dtype_policy(previous)
+        before = [v.numpy().copy() for v in model.trainable_variables]
+        model.train_on_batch(((x, y), (x_meta, y_meta)))
+        updates[policy] = [v.numpy() - b for v, b in
+                           zip(model.trainable_variables, before)]
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    # float16 resolution relative to the size of the step (a bias before
+    # BatchNorm has zero gradient: its update is rounding noise in both).
+    largest = max(np.max(np.abs(u)) for u in updates["float32"])
+    assert largest > 0
+    for full, half in zip(updates["float32"], updates["mixed_float16"]):
+        np.testing.assert_allclose(half, full, rtol=0, atol=1e-2 * largest)
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -56,6 +56,18 @@ def _read_keys(path):
         return [line.strip() for line in f if line.strip()]
 
 
+def check_meta_split(meta_split):
+    """Checks the name of the clean split to use as the meta set.
+
+    Raises:
+        ValueError: Unless `meta_split` is one of `META_SPLITS`.
+    """
+    if meta_split not in META_SPLITS:
+        raise ValueError(
+            f"Unknown Clothing1M meta split {meta_split!r}; valid are "
+            f"{', '.join(META_SPLITS)}.")
+
+
 def check_clothing1m_root(root):
     """Checks that `root` has the Clothing1M annotation files.
 
@@ -123,10 +135,7 @@ def load_clothing1m(root, meta_split="clean_val"):
         ValueError: For an unknown `meta_split`, a malformed annotation line,
             or a key without a label.
     """
-    if meta_split not in META_SPLITS:
-        raise ValueError(
-            f"Unknown Clothing1M meta split {meta_split!r}; valid are "
-            f"{', '.join(META_SPLITS)}.")
+    check_meta_split(meta_split)
     root = os.path.expanduser(str(root))
     check_clothing1m_root(root)
 

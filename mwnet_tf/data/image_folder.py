@@ -46,6 +46,32 @@ def is_archive(path):
     return str(path).lower().endswith(ARCHIVE_SUFFIXES)
 
 
+def check_path(path):
+    """Checks that `path` is an image folder or a tar archive; reads nothing.
+
+    Args:
+        path: Root directory of an image-folder tree, or a .tar.gz / .tgz /
+            .tar archive of one; "~" is expanded.
+
+    Returns:
+        The path with "~" expanded.
+
+    Raises:
+        FileNotFoundError: If `path` does not exist.
+        ValueError: If `path` is a file but not a tar archive.
+    """
+    path = os.path.expanduser(str(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"path {path!r} does not exist; pass an image folder "
+            "(<root>/train/<class>/<image>) or a .tar.gz archive of one.")
+    if os.path.isfile(path) and not is_archive(path):
+        raise ValueError(
+            f"path {path!r} is a file but not a tar archive "
+            f"({', '.join(ARCHIVE_SUFFIXES)}); pass a folder or an archive.")
+    return path
+
+
 def class_order(names):
     """Returns the class names in label order: CIFAR-10 order or alphabetical.
 
@@ -341,16 +367,9 @@ def load_image_folder(path, cache_dir=None):
             decoded or has another size (the message names the file).
     """
     cache_dir = os.path.expanduser(cache_dir or DEFAULT_CACHE_DIR)
-    path = os.path.expanduser(str(path))
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"Image folder or archive {path!r} does not exist.")
+    path = check_path(path)
     name = os.path.basename(os.path.normpath(path))
     if os.path.isfile(path):
-        if not is_archive(path):
-            raise ValueError(
-                f"{path!r} is a file but not a tar archive "
-                f"({', '.join(ARCHIVE_SUFFIXES)}); pass a folder or an archive.")
         # An archive's key is cheap to compute, so its decoded arrays can be
         # found without unpacking or listing anything.
         cached = os.path.join(cache_dir, "decoded",

@@ -1,8 +1,22 @@
 """Long-tailed class imbalance (Cui et al., 2019), as used by Meta-Weight-Net."""
 
 import math
+import numbers
 
 import numpy as np
+
+
+def check_imbalance_factor(imbalance_factor):
+    """Checks a long-tail imbalance factor, e.g. before any data is loaded.
+
+    Raises:
+        ValueError: Unless `imbalance_factor` is a number >= 1.
+    """
+    if not isinstance(imbalance_factor, numbers.Real) \
+            or not imbalance_factor >= 1:
+        raise ValueError(
+            "imbalance_factor is the ratio of the largest to the smallest "
+            f"class and must be >= 1 (1 = balanced); got {imbalance_factor!r}.")
 
 
 def long_tailed_counts(n_max, num_classes, imbalance_factor):
@@ -28,10 +42,7 @@ def long_tailed_counts(n_max, num_classes, imbalance_factor):
     if int(num_classes) != num_classes or num_classes < 2:
         raise ValueError(
             f"num_classes must be an integer >= 2; got {num_classes!r}.")
-    if not imbalance_factor >= 1:
-        raise ValueError(
-            "The imbalance factor is the ratio of the largest to the smallest "
-            f"class and must be >= 1 (1 = balanced); got {imbalance_factor!r}.")
+    check_imbalance_factor(imbalance_factor)
     counts = []
     for c in range(int(num_classes)):
         exact = n_max * float(imbalance_factor) ** (-c / (num_classes - 1))

@@ -2,6 +2,20 @@
 
 import numpy as np
 
+from zoo.common import is_integer
+
+
+def check_per_class(per_class):
+    """Checks a number of meta examples per class, e.g. before loading data.
+
+    Raises:
+        ValueError: Unless `per_class` is a positive integer (Python or NumPy).
+    """
+    if not is_integer(per_class) or per_class < 1:
+        raise ValueError(
+            "meta_per_class (meta examples per class) must be a positive "
+            f"integer; got {per_class!r}.")
+
 
 def sample_per_class(labels, per_class, seed, num_classes=None):
     """Draws a fixed number of examples of every class without replacement.
@@ -21,11 +35,7 @@ def sample_per_class(labels, per_class, seed, num_classes=None):
             both counts).
     """
     labels = np.asarray(labels)
-    if isinstance(per_class, bool) or int(per_class) != per_class \
-            or per_class < 1:
-        raise ValueError(
-            f"The number of meta examples per class must be a positive "
-            f"integer; got {per_class!r}.")
+    check_per_class(per_class)
     per_class = int(per_class)
     if num_classes is None:
         num_classes = int(labels.max()) + 1 if labels.size else 0

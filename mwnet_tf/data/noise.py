@@ -9,6 +9,8 @@ To add a noise type, add a branch to `noise_transition_matrix` and its name to
 `NOISE_TYPES`; `corrupt_labels`, the statistics and `prepare` need no change.
 """
 
+import numbers
+
 import numpy as np
 
 NOISE_TYPES = ("none", "uniform", "flip", "flip2", "pair")
@@ -29,18 +31,33 @@ def _streams(seed):
     return target_rng, draw_rng
 
 
-def _check_arguments(num_classes, noise, rate):
+def check_noise(noise, rate, num_classes=None):
+    """Checks the arguments of a noise type, e.g. before any data is loaded.
+
+    Args:
+        noise: Noise type; must be one of `NOISE_TYPES`.
+        rate: Corruption probability; must be a number in [0, 1].
+        num_classes: Number of classes K, or None when it is not known yet
+            (then only `noise` and `rate` are checked).
+
+    Raises:
+        ValueError: For an unknown noise type, a rate outside [0, 1], or a
+            number of classes the noise type cannot use.
+    """
     if noise not in NOISE_TYPES:
         raise ValueError(
             f"Unknown noise type {noise!r}; valid types are "
             f"{', '.join(NOISE_TYPES)}.")
+    if not isinstance(rate, numbers.Real) or isinstance(rate, bool) \
+            or not 0.0 <= rate <= 1.0:
+        raise ValueError(
+            f"noise_rate must be a number in [0, 1]; got {rate!r}.")
+    if num_classes is None:
+        return
     if isinstance(num_classes, bool) or int(num_classes) != num_classes \
             or num_classes < 2:
         raise ValueError(
             f"num_classes must be an integer >= 2; got {num_classes!r}.")
-    if not 0.0 <= float(rate) <= 1.0:
-        raise ValueError(
-            f"The noise rate must lie in [0, 1]; got {rate!r}.")
     if noise == "flip2" and num_classes < 3:
         raise ValueError(
             "flip2 noise needs at least 3 classes (two other classes per "
@@ -84,7 +101,7 @@ def noise_transition_matrix(num_classes, noise, rate, seed):
         ValueError: For an unknown noise type, a rate outside [0, 1], or a
             number of classes the noise type cannot use.
     """
-    _check_arguments(num_classes, noise, rate)
+    check_noise(noise, rate, num_classes)
     k, p = int(num_classes), float(rate)
     if noise == "none":
         return np.eye(k)

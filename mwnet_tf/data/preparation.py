@@ -20,7 +20,6 @@ Order of operations (all seeded from the one `seed`):
 """
 
 import dataclasses
-import numbers
 import os
 from typing import Tuple
 
@@ -31,11 +30,14 @@ from mwnet_tf.data import clothing1m as clothing1m_lib
 from mwnet_tf.data import image_folder
 from mwnet_tf.data import pipeline
 from mwnet_tf.data import tfds_source
-from mwnet_tf.data.imbalance import long_tailed_indices
-from mwnet_tf.data.meta_split import sample_per_class, split_meta
-from mwnet_tf.data.noise import (NOISE_TYPES, corrupt_labels,
+from mwnet_tf.data.imbalance import (check_imbalance_factor,
+                                     long_tailed_indices)
+from mwnet_tf.data.meta_split import (check_per_class, sample_per_class,
+                                      split_meta)
+from mwnet_tf.data.noise import (check_noise, corrupt_labels,
                                  label_noise_statistics,
                                  noise_transition_matrix)
+from zoo.common import is_integer
 
 DATASETS = ("cifar10", "cifar100", "folder", "clothing1m")
 # Number of classes and training examples per class, known before loading, so
@@ -54,11 +56,15 @@ class PreparedData:
 
     Attributes:
         train: Batched `(image float32 [B, H, W, C], noisy_label int32 [B],
-            is_corrupted float32 [B])`; shuffled and augmented anew each
-            epoch, last partial batch dropped, NOT repeated. `is_corrupted` is
-            1.0 where the noisy label differs from the true one (for
-            Clothing1M: where a clean label is known and differs), for metrics
-            only. Pair it with `meta` through `mwnet_tf.with_meta`; a plain
+            is_corrupted float32 [B])` when noise was injected (`noise` other
+            than "none"), else `(image float32 [B, H, W, C], label int32
+            [B])`; shuffled and augmented anew each epoch, last partial batch
+            dropped, NOT repeated. `is_corrupted` is 1.0 where the injected
+            noise changed the label, for metrics only; labels that came noisy
+            (an image folder with noise="none", Clothing1M) have no such flag,
+            as which of them are wrong is unknown (Clothing1M's rate among the
+            images with a known clean label is in `statistics`). Pair it with
+            `meta` through `mwnet_tf.with_meta`; a plain
             `keras.Model.fit(train)` would read `is_corrupted` as sample
             weights.
         meta: Batched `(image float32 [B_m, H, W, C], label int32 [B_m])` of
@@ -107,46 +113,43 @@ def _stage_seed(seed, stage):
     return int(state.generate_state(1)[0])
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_arguments(dataset, data_dir, path, noise, noise_rate,
-                     imbalance_factor, meta_per_class, seed, batch_size,
-                     meta_batch_size, eval_batch_size, train_subset,
-                     clothing1m_meta, epoch):
-    """Checks argument values and combinations, without touching any file."""
+def _check_dataset(dataset):
     if dataset not in DATASETS:
         raise ValueError(
             f"Unknown dataset {dataset!r}; valid datasets are "
             f"{', '.join(DATASETS)}.")
-    if noise not in NOISE_TYPES:
-        raise ValueError(
-            f"Unknown noise type {noise!r}; valid types are "
-            f"{', '.join(NOISE_TYPES)}.")
-    if not isinstance(noise_rate, numbers.Real) or isinstance(noise_rate, bool) \
-            or not 0.0 <= noise_rate <= 1.0:
-        raise ValueError(
-            f"noise_rate must be a number in [0, 1]; got {noise_rate!r}.")
-    if not isinstance(imbalance_factor, numbers.Real) \
-            or not imbalance_factor >= 1.0:
-        raise ValueError(
-            "imbalance_factor is the ratio of the largest to the smallest "
-            f"class and must be >= 1 (1 = balanced); got {imbalance_factor!r}.")
-    if meta_per_class is not None and (
-            not _is_int(meta_per_class) or meta_per_class < 1):
-        raise ValueError(
-            "meta_per_class must be a positive integer or None (default); got "
-            f"{meta_per_class!r}.")
-    if not _is_int(seed) or seed < 0:
+
+
+def _check_arguments(dataset, noise, noise_rate, imbalance_factor,
+                     meta_per_class, seed, batch_size, meta_batch_size,
+                     eval_batch_size, train_subset, clothing1m_meta, epoch):
+    """Checks argument values and combinations, without touching any file.
+
+    The stages `prepare` delegates to check their own arguments; their checks
+    are called here so that a bad value fails before minutes of loading, with
+    the same message as when the stage is called on its own.
+    """
+    _check_dataset(dataset)
+    # None for sources whose size is known only once they are loaded.
+    num_classes, per_class = _KNOWN_SIZES.get(dataset, (None, None))
+    check_noise(noise, noise_rate, num_classes)
+    check_imbalance_factor(imbalance_factor)
+    if meta_per_class is not None:
+        check_per_class(meta_per_class)
+        if per_class is not None and meta_per_class >= per_class:
+            raise ValueError(
+                f"meta_per_class={meta_per_class} is too large: {dataset} has "
+                f"{per_class} training images per class and some must remain "
+                "for training.")
+    if not is_integer(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}.")
     for name, value in (("batch_size", batch_size),
                         ("meta_batch_size", meta_batch_size),
                         ("eval_batch_size", eval_batch_size)):
-        if value is not None and (not _is_int(value) or value < 1):
+        if value is not None and (not is_integer(value) or value < 1):
             raise ValueError(
                 f"{name} must be a positive integer; got {value!r}.")
-    if train_subset is not None and (not _is_int(train_subset)
+    if train_subset is not None and (not is_integer(train_subset)
                                      or train_subset < 1):
         raise ValueError(
             f"train_subset must be a positive integer or None; got "
@@ -157,32 +160,6 @@ def _check_arguments(dataset, data_dir, path, noise, noise_rate,
         raise ValueError(
             "epoch must be None or a scalar integer tf.Variable holding the "
             f"current epoch; got {epoch!r}.")
-    if dataset in _KNOWN_SIZES:
-        num_classes, per_class = _KNOWN_SIZES[dataset]
-        if path is not None:
-            raise ValueError(
-                f"path is not used by dataset={dataset!r}; pass data_dir= for "
-                "a tensorflow-datasets directory, or use dataset='folder' "
-                "with path= to read an image folder or archive.")
-        if noise == "pair" and num_classes != 10:
-            raise ValueError(
-                f"pair noise is defined for CIFAR-10's 10 classes only, not "
-                f"{dataset}; use 'flip' or 'flip2'.")
-        if meta_per_class is not None and meta_per_class >= per_class:
-            raise ValueError(
-                f"meta_per_class={meta_per_class} is too large: {dataset} has "
-                f"{per_class} training images per class and some must remain "
-                "for training.")
-    else:
-        if path is None:
-            what = ("an image folder (<root>/train/<class>/<image>) or a "
-                    ".tar.gz of one" if dataset == "folder"
-                    else "the Clothing1M root (with images/ and annotations/)")
-            raise ValueError(f"dataset={dataset!r} needs path= {what}.")
-        if data_dir is not None:
-            raise ValueError(
-                f"data_dir is the tensorflow-datasets directory, used only by "
-                f"cifar10/cifar100; for dataset={dataset!r} pass path=.")
     if dataset == "clothing1m":
         if noise != "none":
             raise ValueError(
@@ -191,33 +168,58 @@ def _check_arguments(dataset, data_dir, path, noise, noise_rate,
         if imbalance_factor != 1:
             raise ValueError(
                 "imbalance_factor is not supported for Clothing1M; use 1.")
-        if clothing1m_meta not in clothing1m_lib.META_SPLITS:
+        clothing1m_lib.check_meta_split(clothing1m_meta)
+
+
+def check_data_paths(dataset, data_dir=None, path=None, download=True):
+    """Checks that a data set gets the paths it reads and that they exist.
+
+    Reads no data, so it can run before anything expensive; `prepare` calls
+    it, and so does the experiment runner for --data_path and --data_dir.
+
+    Args:
+        dataset: One of `DATASETS`.
+        data_dir: tensorflow-datasets directory (cifar10/cifar100 only), or
+            None.
+        path: Image folder or archive ("folder") or Clothing1M root; required
+            by those two, not accepted by the others.
+        download: Whether tensorflow-datasets may download; without it,
+            `data_dir` must exist.
+
+    Raises:
+        ValueError: For an unknown data set, a missing or unused path
+            argument, or a file that is not a tar archive ("folder").
+        FileNotFoundError: For a path that does not exist, or a Clothing1M
+            root without its annotation files.
+    """
+    _check_dataset(dataset)
+    if dataset in tfds_source.TFDS_NAMES:
+        if path is not None:
             raise ValueError(
-                f"Unknown clothing1m_meta {clothing1m_meta!r}; valid are "
-                f"{', '.join(clothing1m_lib.META_SPLITS)}.")
-
-
-def _check_paths(dataset, data_dir, path, download):
-    """Checks that the given paths exist, before anything is loaded."""
-    if dataset in _KNOWN_SIZES:
+                f"path is not used by dataset={dataset!r}; pass data_dir= for "
+                "a tensorflow-datasets directory, or use dataset='folder' "
+                "with path= to read an image folder or archive.")
         if data_dir is not None and not download and not os.path.isdir(
                 os.path.expanduser(data_dir)):
             raise FileNotFoundError(
                 f"data_dir {data_dir!r} does not exist and download=False; "
                 "pass the directory where tfds prepared the data.")
         return
-    path = os.path.expanduser(str(path))
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"path {path!r} does not exist; for dataset={dataset!r} pass "
-            + ("an image folder or a .tar.gz archive of one."
-               if dataset == "folder" else "the Clothing1M root."))
+    if path is None:
+        what = ("an image folder (<root>/train/<class>/<image>) or a "
+                ".tar.gz of one" if dataset == "folder"
+                else "the Clothing1M root (with images/ and annotations/)")
+        raise ValueError(f"dataset={dataset!r} needs path= {what}.")
+    # A missing path is named before an unused data_dir: it is the likelier
+    # mistake, and the one to fix first.
     if dataset == "clothing1m":
-        clothing1m_lib.check_clothing1m_root(path)
-    elif os.path.isfile(path) and not image_folder.is_archive(path):
+        clothing1m_lib.check_clothing1m_root(os.path.expanduser(str(path)))
+    else:
+        image_folder.check_path(path)
+    if data_dir is not None:
         raise ValueError(
-            f"path {path!r} is a file but not a tar archive "
-            f"({', '.join(image_folder.ARCHIVE_SUFFIXES)}).")
+            f"data_dir is the tensorflow-datasets directory, used only by "
+            f"cifar10/cifar100; for dataset={dataset!r} pass path=.")
 
 
 def _load(dataset, data_dir, path, cache_dir, download, clothing1m_meta):
@@ -289,11 +291,10 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
         FileNotFoundError: For a missing path.
         RuntimeError: If tensorflow-datasets cannot load or download the data.
     """
-    _check_arguments(dataset, data_dir, path, noise, noise_rate,
-                     imbalance_factor, meta_per_class, seed, batch_size,
-                     meta_batch_size, eval_batch_size, train_subset,
-                     clothing1m_meta, epoch)
-    _check_paths(dataset, data_dir, path, download)
+    _check_arguments(dataset, noise, noise_rate, imbalance_factor,
+                     meta_per_class, seed, batch_size, meta_batch_size,
+                     eval_batch_size, train_subset, clothing1m_meta, epoch)
+    check_data_paths(dataset, data_dir, path, download)
     eval_batch_size = eval_batch_size or batch_size
 
     source = _load(dataset, data_dir, path, cache_dir, download,
@@ -345,14 +346,15 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
         clean = train.labels
         noisy = corrupt_labels(clean, num_classes, noise, noise_rate,
                                _stage_seed(seed, "noise"))
-        corrupted = noisy != clean
-        noise_stats = label_noise_statistics(clean, noisy, num_classes)
     else:
         noisy, clean = train.labels, train.clean_labels
-        known = clean >= 0
-        corrupted = known & (clean != noisy)
-        noise_stats = label_noise_statistics(clean[known], noisy[known],
-                                             num_classes)
+    known = clean >= 0
+    noise_stats = label_noise_statistics(clean[known], noisy[known],
+                                         num_classes)
+    # Only noise injected here says which examples are corrupted. Labels that
+    # came noisy (noise="none") get no flags: all-zero flags would make the
+    # trainer log a corrupted_weight of 0 for a split nobody knows.
+    corrupted = None if noise == "none" else noisy != clean
 
     if len(train) < batch_size:
         raise ValueError(

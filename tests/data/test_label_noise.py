@@ -94,8 +94,9 @@ def test_statistics_are_json_and_counted():
 
 @pytest.mark.parametrize("args, match", [
     ((K, "gaussian", 0.2), "Unknown noise type 'gaussian'"),
-    ((K, "uniform", 1.5), r"noise rate must lie in \[0, 1\]"),
-    ((K, "uniform", -0.1), r"noise rate must lie in \[0, 1\]"),
+    ((K, "uniform", 1.5), r"noise_rate must be a number in \[0, 1\]"),
+    ((K, "uniform", -0.1), r"noise_rate must be a number in \[0, 1\]"),
+    ((K, "uniform", "0.2"), r"noise_rate must be a number in \[0, 1\]"),
     ((100, "pair", 0.2), "pair noise .* needs 10 classes"),
     ((2, "flip2", 0.2), "flip2 noise needs at least 3 classes"),
     ((1, "flip", 0.2), "num_classes must be an integer >= 2"),

@@ -6,7 +6,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from data_fakes import COLOURS, listing
 
+import mwnet_tf
 from mwnet_tf import data as data_lib
+from mwnet_tf.data import noise as noise_lib
 from mwnet_tf.data import pipeline
 from mwnet_tf.data import preparation
 
@@ -25,6 +27,15 @@ def _labels_from_images(x):
     return np.array([by_colour[c] for c in distance.argmin(axis=1)])
 
 
+def _assert_rate_matches_matrix(stats):
+    """The realised noise rate is within 4 binomial standard errors of T's."""
+    changed = 1.0 - np.diag(stats["transition_matrix_true"])
+    counts = np.array(stats["train_counts_clean"])
+    expected = float(counts @ changed / counts.sum())
+    error = np.sqrt(expected * (1 - expected) / counts.sum())
+    assert abs(stats["realised_noise_rate"] - expected) <= 4 * error
+
+
 def _folder(tiny_folder, cache_dir, **kwargs):
     args = dict(path=tiny_folder, cache_dir=cache_dir, meta_per_class=2,
                 noise="uniform", noise_rate=0.6, batch_size=5,
@@ -41,15 +52,19 @@ def test_folder_end_to_end(tiny_folder, cache_dir):
     assert (data.num_train, data.num_meta, data.num_test) == (30, 6, 9)
     assert data.steps_per_epoch == 6 and data.meta_steps_per_epoch == 2
     assert data.image_shape == (8, 8, 3)
-    seen = 0
+    true_labels, noisy_labels, flags = [], [], []
     for x, y, corrupted in data.train:
         assert x.shape == (5, 8, 8, 3) and x.dtype == tf.float32
         assert y.dtype == tf.int32 and corrupted.dtype == tf.float32
         true = _labels_from_images(x)
         np.testing.assert_array_equal(corrupted.numpy() == 1,
                                       y.numpy() != true)
-        seen += len(y)
-    assert seen == 30
+        true_labels.append(true)
+        noisy_labels.append(y.numpy())
+        flags.append(corrupted.numpy())
+    true_labels, noisy_labels, flags = (
+        np.concatenate(a) for a in (true_labels, noisy_labels, flags))
+    assert len(flags) == 30  # One epoch: every training example once.
     assert data.train.cardinality() == 6
     # The meta stream is endless; each pass of 2 batches holds 6 of the 6
     # meta examples, all correctly labelled.
@@ -69,8 +84,17 @@ def test_folder_end_to_end(tiny_folder, cache_dir):
     json.dumps(stats)
     assert stats["meta_counts"] == [2, 2, 2]
     assert stats["train_counts_clean"] == [10, 10, 10]
-    assert 0 <= stats["realised_noise_rate"] <= 1
-    assert np.array(stats["transition_matrix_true"]).shape == (3, 3)
+    assert stats["train_counts_noisy"] == np.bincount(noisy_labels).tolist()
+    # The statistics describe the labels the pipeline actually yields.
+    assert stats["realised_noise_rate"] == pytest.approx(flags.mean())
+    assert flags.sum() > 0
+    np.testing.assert_allclose(
+        stats["transition_matrix_empirical"],
+        noise_lib.label_noise_statistics(true_labels, noisy_labels,
+                                         3)["transition_matrix"])
+    # Uniform noise at p = 0.6 over K = 3: (1 - p) I + p / K.
+    np.testing.assert_allclose(stats["transition_matrix_true"],
+                               0.4 * np.eye(3) + 0.2)
 
 
 def test_imbalance_after_meta_split_and_subset(tiny_folder, cache_dir):
@@ -131,14 +155,43 @@ def test_trusted_meta_folder(tmp_path, cache_dir):
     assert data.statistics["meta_origin"] == "trusted 'meta' folder"
 
 
-def test_distributes_over_two_replicas(tiny_folder, cache_dir):
+def test_distributes_over_two_replicas(tiny_folder, cache_dir,
+                                       two_replica_strategy):
     epoch = tf.Variable(2, dtype=tf.int64)
     data = _folder(tiny_folder, cache_dir, batch_size=6, epoch=epoch)
-    strategy = tf.distribute.MirroredStrategy(
-        [d.name for d in tf.config.list_logical_devices("CPU")[:2]])
+    strategy = two_replica_strategy
     x, y, corrupted = next(iter(
         strategy.experimental_distribute_dataset(data.train)))
-    assert sum(t.shape[0] for t in strategy.experimental_local_results(y)) == 6
+    # The global batch of 6 is split evenly, and each replica's flags still
+    # belong to its own examples.
+    parts = [strategy.experimental_local_results(t) for t in (x, y, corrupted)]
+    assert [len(part) for part in parts[1]] == [3, 3]
+    for x_part, y_part, c_part in zip(*parts):
+        np.testing.assert_array_equal(
+            c_part.numpy() == 1, y_part.numpy() != _labels_from_images(x_part))
+
+
+@pytest.mark.parametrize("noise, noise_rate, flagged", [
+    ("none", 0.6, False), ("uniform", 0.6, True), ("uniform", 0.0, True)])
+def test_corrupted_flag_only_when_noise_is_injected(tiny_folder, cache_dir,
+                                                    noise, noise_rate,
+                                                    flagged):
+    # With noise="none" the labels may be noisy already (an image folder of
+    # web labels, Clothing1M) and which are wrong is unknown, so no flag is
+    # made up. Injected noise, even at rate 0, knows every example's flag.
+    data = _folder(tiny_folder, cache_dir, noise=noise, noise_rate=noise_rate)
+    assert len(data.train.element_spec) == (3 if flagged else 2)
+    train_spec, meta_spec = mwnet_tf.with_meta(data.train,
+                                               data.meta).element_spec
+    assert train_spec == data.train.element_spec
+    assert len(meta_spec) == 2
+    x, y, *corrupted = next(iter(data.train))
+    changed = y.numpy() != _labels_from_images(x)
+    if flagged:
+        np.testing.assert_array_equal(corrupted[0].numpy() == 1, changed)
+    if noise == "none" or noise_rate == 0.0:
+        assert not changed.any()
+        assert data.statistics["realised_noise_rate"] == 0.0
 
 
 def test_tfds_cifar10_through_prepare():
@@ -156,6 +209,7 @@ def test_tfds_cifar10_through_prepare():
     assert x_m.shape == (10, 32, 32, 3)
     assert sum(1 for _ in data.test) == 15
     json.dumps(data.statistics)
+    _assert_rate_matches_matrix(data.statistics)
 
 
 def test_tfds_cifar100_through_prepare():
@@ -165,6 +219,7 @@ def test_tfds_cifar100_through_prepare():
                                 meta_batch_size=20, seed=1)
     assert data.num_classes == 100 and data.num_meta == 100
     assert data.statistics["meta_counts"] == [1] * 100
+    _assert_rate_matches_matrix(data.statistics)
 
 
 def test_tfds_unreachable_download_fails_fast(tmp_path, monkeypatch):
@@ -198,9 +253,9 @@ def test_tfds_offline_error(tmp_path):
     (dict(dataset="cifar10", meta_per_class=5000), ValueError,
      "meta_per_class=5000 is too large: cifar10 has 5000"),
     (dict(dataset="cifar10", meta_per_class=0), ValueError,
-     "meta_per_class must be a positive integer"),
+     r"meta_per_class \(meta examples per class\) must be a positive integer"),
     (dict(dataset="cifar100", noise="pair"), ValueError,
-     "pair noise is defined for CIFAR-10"),
+     "pair noise .* needs 10 classes .* got num_classes=100"),
     (dict(dataset="cifar10", seed=-1), ValueError,
      "seed must be a non-negative integer"),
     (dict(dataset="cifar10", batch_size=0), ValueError,

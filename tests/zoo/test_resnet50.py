@@ -11,9 +11,9 @@ _SMALL = (64, 64, 3)  # Small images keep the backbone quick to build and run.
 
 def test_param_count_matches_keras_reference():
     model = resnet50.resnet50(num_classes=1000)
-    # keras.applications.ResNet50 with its own 1000-way top: 25,636,712.
+    # keras.applications.ResNet50 with its own 1000-way top: 25,636,712 (the
+    # published 25.6M).
     assert model.count_params() == 25_636_712
-    assert model.count_params() == pytest.approx(25.6e6, rel=0.01)
     assert model.output.shape == (None, 1000)
 
 
