@@ -79,6 +79,7 @@ def test_every_flagfile_parses_and_validates(path):
         assert FLAGS.method == "mwnet"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,meta_scope", [
     ("mwnet", "all"), ("ce", "all"), ("l2rw", "all"), ("mwnet", "head")])
 def test_end_to_end_run_writes_results(method, meta_scope, image_tree,
@@ -173,6 +174,7 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(
     assert len(callbacks_lib.read_history(killed / "history.csv")) == 2
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(image_tree, tmp_path):
     workdir = tmp_path / "run"
     # Epoch 1 trains normally; the learning rate then explodes.
@@ -259,6 +261,7 @@ def test_meta_scope_naming_no_layer_fails_before_training(image_tree,
     assert not workdir.exists()
 
 
+@pytest.mark.slow
 def test_command_line_errors_are_one_line_without_traceback(tmp_path):
     (tmp_path / "taken").write_text("notes")
     for args in (["--noise_rate=2"],

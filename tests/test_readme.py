@@ -3,9 +3,12 @@
 import os
 import re
 
+import pytest
+
 README = os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")
 
 
+@pytest.mark.slow
 def test_readme_fit_example_runs(tmp_path, monkeypatch):
     with open(README) as file:
         blocks = re.findall(r"```python\n(.*?)```", file.read(), re.DOTALL)
