@@ -1,10 +1,11 @@
 """Seconds per training step of MetaWeightNet: CE vs MW-Net and its meta scopes.
 
     python bench/step_time.py                 # ResNet-32, batch 100 + 100 meta
-    python bench/step_time.py --models resnet32,wrn28_10 \
+    python bench/step_time.py --models resnet32,wrn28_10:mixed_bfloat16 \
         --policies float32,mixed_bfloat16 --steps 20 --warmup 3
 
-For every model and policy it times CE, MW-Net with the exact lookahead
+For every model and policy (`--policies`, or the policies after a model's
+name, `wrn28_10:mixed_bfloat16`, separated by `+`) it times CE, MW-Net with the exact lookahead
 (`meta_scope="all"`) and each partial scope of `--scopes`: `head` (the
 logits layer) and `block` (the top residual block and everything above it:
 the last 5 layers with weights of ResNet-32, the last 6 of WRN-28-10, as in
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -94,6 +96,8 @@ def main():
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="round-robin repeats of every configuration")
     parser.add_argument("--max_steps_for", default="wrn28_10:3:1",
                         help="MODEL:STEPS:WARMUP caps, comma-separated")
     parser.add_argument("--one", help="internal: run one "
@@ -108,28 +112,45 @@ def main():
     for cap in filter(None, args.max_steps_for.split(",")):
         model, steps, warmup = cap.split(":")
         caps[model] = (int(steps), int(warmup))
+    policies_of = {}
+    for entry in args.models.split(","):
+        model, _, policies = entry.partition(":")
+        policies_of[model] = (policies.split("+") if policies
+                              else args.policies.split(","))
     configs = [(model, policy, method, scope)
-               for model in args.models.split(",")
-               for policy in args.policies.split(",")
+               for model, policies in policies_of.items()
+               for policy in policies
                for method, scope in [("ce", "all"), ("mwnet", "all")] + [
                    ("mwnet", scope) for scope in args.scopes.split(",")]]
+    # Round-robin repeats: a slow spell of the shared machine then hits one
+    # repeat of every configuration, not every repeat of one.
+    runs = {config: [] for config in configs}
+    for repeat in range(args.repeats):
+        for model, policy, method, scope in configs:
+            if repeat and model in caps:
+                continue  # Capped models run once.
+            steps, warmup = caps.get(model, (args.steps, args.warmup))
+            output = subprocess.run(
+                [sys.executable, __file__, "--one",
+                 f"{model},{method},{scope},{policy}",
+                 "--batch_size", str(args.batch_size), "--steps", str(steps),
+                 "--warmup", str(warmup)],
+                check=True, capture_output=True, text=True).stdout
+            result = json.loads(output.strip().splitlines()[-1])
+            runs[model, policy, method, scope].append(result)
+            print(f"# repeat {repeat + 1}: {model} {policy} {method} {scope}: "
+                  f"{result}", file=sys.stderr, flush=True)
     results = {}
-    for model, policy, method, scope in configs:
-        steps, warmup = caps.get(model, (args.steps, args.warmup))
-        output = subprocess.run(
-            [sys.executable, __file__, "--one",
-             f"{model},{method},{scope},{policy}",
-             "--batch_size", str(args.batch_size), "--steps", str(steps),
-             "--warmup", str(warmup)],
-            check=True, capture_output=True, text=True).stdout
-        result = json.loads(output.strip().splitlines()[-1])
-        result["steps"] = steps
-        results[model, policy, method, scope] = result
-        print(f"# done {model} {policy} {method} {scope}: {result}",
-              file=sys.stderr, flush=True)
-    print(f"batch {args.batch_size} + {args.batch_size} meta, median over "
-          f"the steps after warm-up, {os.cpu_count()} CPUs\n")
-    print("| model | policy | method | meta_scope | steps | s / step | "
+    for config, repeats in runs.items():
+        steps = caps.get(config[0], (args.steps, args.warmup))[0]
+        results[config] = {
+            "median_s": statistics.median(r["median_s"] for r in repeats),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in repeats),
+            "steps": f"{steps} x {len(repeats)}"}
+    print(f"batch {args.batch_size} + {args.batch_size} meta; s / step is "
+          "the median over repeats of each process's median step after "
+          f"warm-up; {os.cpu_count()} CPUs\n")
+    print("| model | policy | method | meta_scope | steps x processes | s / step | "
           "x CE | peak RSS MiB | x CE |")
     print("|---|---|---|---|---|---|---|---|---|")
     for (model, policy, method, scope), result in results.items():

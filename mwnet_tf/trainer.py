@@ -25,6 +25,7 @@ layer instead of running through the whole network.
 
 import collections
 import contextlib
+import numbers
 
 import keras
 import tensorflow as tf
@@ -98,13 +99,14 @@ def lookahead_layers(classifier, meta_scope):
             return None
         meta_scope = 1
     owners = weight_layers(classifier)
-    if isinstance(meta_scope, int) and not isinstance(meta_scope, bool):
+    if (isinstance(meta_scope, numbers.Integral)
+            and not isinstance(meta_scope, bool)):
         if not 1 <= meta_scope <= len(owners):
             raise ValueError(
                 f"meta_scope={meta_scope} must be between 1 and "
                 f"{len(owners)}, the number of layers of "
                 f"{classifier.name!r} that own trainable weights.")
-        return owners[-meta_scope:]
+        return owners[-int(meta_scope):]
     if (isinstance(meta_scope, (list, tuple)) and meta_scope
             and all(isinstance(name, str) for name in meta_scope)):
         by_name = {layer.name: layer for layer in classifier._flatten_layers(
@@ -129,8 +131,9 @@ def _unwrapped(optimizer):
 def _add_l2(grads, variables, weight_decay, scale):
     """PyTorch-style L2: weight_decay * w added to the gradient of every weight.
 
-    `scale` is 1 / num_replicas: the optimiser sums gradients over replicas, so
-    each replica contributes its share of the decay term.
+    `scale` multiplies the term: 1 / num_replicas, as the optimiser sums
+    gradients over replicas and each replica contributes its share, times
+    the loss scale when the gradients it joins are scaled.
     """
     if not weight_decay:
         return list(grads)
@@ -207,7 +210,11 @@ class MetaWeightNet(keras.Model):
             raise ValueError(
                 "The classifier must be built before it is wrapped: give it an "
                 "keras.Input or call it once on a batch.")
-        self._lookahead_layers = lookahead_layers(classifier, meta_scope)
+        scoped_layers = lookahead_layers(classifier, meta_scope)
+        # Ids, not the layers: a list of layers assigned here would be
+        # tracked as sublayers of this model.
+        self._lookahead_ids = None if scoped_layers is None else frozenset(
+            id(v) for layer in scoped_layers for v in layer.weights)
         self.meta_scope = (list(meta_scope)
                            if isinstance(meta_scope, tuple) else meta_scope)
         self.classifier = classifier
@@ -328,11 +335,9 @@ class MetaWeightNet(keras.Model):
     def lookahead_variables(self):
         """The classifier variables the lookahead moves (`meta_scope`)."""
         variables = self.classifier.trainable_variables
-        if self._lookahead_layers is None:
+        if self._lookahead_ids is None:
             return variables
-        scoped = {id(v) for layer in self._lookahead_layers
-                  for v in layer.trainable_weights}
-        return [v for v in variables if id(v) in scoped]
+        return [v for v in variables if id(v) in self._lookahead_ids]
 
     # ------------------------------------------------------ the training step
 
@@ -382,7 +387,7 @@ class MetaWeightNet(keras.Model):
         lookahead_tape = tape
         with contextlib.ExitStack() as recording:
             recording.enter_context(tape)
-            if self._lookahead_layers is not None:
+            if self._lookahead_ids is not None:
                 # Records only what depends on the looked-ahead variables, so
                 # that differentiating it never runs below the lowest of them.
                 lookahead_tape = recording.enter_context(

@@ -29,19 +29,22 @@ def _in_repo(monkeypatch):
     monkeypatch.chdir(REPO)
 
 
-@pytest.fixture(scope="module")
-def image_tree(tmp_path_factory):
-    """A 4-class 8x8 image folder; each class a noisy colour."""
-    root = tmp_path_factory.mktemp("tree")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 12), ("test", 4)):
+def _image_tree(root, train_per_class, spread, seed):
+    """A 4-class 8x8 image folder; each class a colour with noise `spread`."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_per_class), ("test", 4)):
         for label, name in enumerate(CLASSES):
             os.makedirs(root / split / name)
             for i in range(count):
-                pixels = rng.normal(60 * label + 40, 20, (8, 8, 3))
+                pixels = rng.normal(60 * label + 40, spread, (8, 8, 3))
                 Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
                     root / split / name / f"{i}.png")
     return str(root)
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory):
+    return _image_tree(tmp_path_factory.mktemp("tree"), 12, 20, seed=0)
 
 
 def _parse(args):
@@ -110,17 +113,9 @@ def test_end_to_end_run_writes_results(method, meta_scope, image_tree,
 
 @pytest.fixture(scope="module")
 def long_epoch_tree(tmp_path_factory):
-    """Like `image_tree`, with enough images that an epoch lasts seconds."""
-    root = tmp_path_factory.mktemp("long_epoch_tree")
-    rng = np.random.default_rng(1)
-    for split, count in (("train", 50), ("test", 4)):
-        for label, name in enumerate(CLASSES):
-            os.makedirs(root / split / name)
-            for i in range(count):
-                pixels = rng.normal(60 * label + 40, 40, (8, 8, 3))
-                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
-                    root / split / name / f"{i}.png")
-    return str(root)
+    """Enough images that an epoch lasts seconds, to be killed in."""
+    return _image_tree(tmp_path_factory.mktemp("long_epoch_tree"), 50, 40,
+                       seed=1)
 
 
 def _final_weights(workdir):

@@ -421,7 +421,7 @@ def test_mixed_float16_step_matches_the_float32_step(method):
 
 
 def test_save_and_load_round_trip(tmp_path):
-    model = _compiled()
+    model = _compiled(meta_scope=["norm", "logits"])
     x, y, x_meta, y_meta = _batches(13)
     _train(model, ((x, y), (x_meta, y_meta)), 2)
     path = tmp_path / "model.keras"
@@ -433,6 +433,10 @@ def test_save_and_load_round_trip(tmp_path):
     np.testing.assert_allclose(loaded.weighting_function([0.0, 1.0, 4.0]),
                                model.weighting_function([0.0, 1.0, 4.0]))
     assert loaded.weight_decay == model.weight_decay
+    assert loaded.meta_scope == ["norm", "logits"]
+    assert ([v.path for v in loaded.lookahead_variables]
+            == [v.path for v in model.lookahead_variables])
+    assert "logits" not in [layer.name for layer in loaded.layers]
     # Both nets save and load on their own too.
     model.weighting_net.save(tmp_path / "v.keras")
     net = keras.saving.load_model(tmp_path / "v.keras")
