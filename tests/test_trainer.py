@@ -371,9 +371,19 @@ def test_mixed_bfloat16_keeps_losses_and_weights_in_float32():
         model.compile()
         x, y, x_meta, y_meta = _batches(12)
         history = _train(model, ((x, y), (x_meta, y_meta)), 2)
-        assert model.weighting_net.compute_dtype == "float32"
-        assert model.sample_weights(x, y).dtype == tf.float32
         assert np.isfinite(history.history["meta_loss"][-1])
+        # V's weights are computed in float32, not at bfloat16's 3 digits:
+        # they match V written out in float64 to float32 precision.
+        losses = np.array([0.1234567, 1.2345678, 3.4567891], "float32")
+        (w1, b1), (w2, b2) = [layer.get_weights() for layer in (
+            model.weighting_net.hidden_layers[0],
+            model.weighting_net.output_layer)]
+        hidden = np.maximum(losses[:, None] * w1.astype("float64") + b1, 0)
+        expected = 1 / (1 + np.exp(-(hidden @ w2 + b2)[:, 0]))
+        np.testing.assert_allclose(model.weighting_function(losses), expected,
+                                   rtol=1e-6)
+        weights = model.sample_weights(x, y)
+        assert weights.dtype == tf.float32
     finally:
         keras.config.set_dtype_policy(previous)
 
