@@ -331,7 +331,8 @@ def _save_atomically(path, arrays):
 def _source_from_arrays(arrays, name):
     def split(key):
         return Split(labels=arrays[f"{key}_labels"].astype(np.int64),
-                     images=arrays[f"{key}_images"])
+                     images=arrays[f"{key}_images"],
+                     files=arrays.get(f"{key}_files"))
 
     has_meta = "meta_images" in arrays
     return Source(

@@ -37,6 +37,7 @@ from mwnet_tf.data.meta_split import (check_per_class, sample_per_class,
 from mwnet_tf.data.noise import (check_noise, corrupt_labels,
                                  label_noise_statistics,
                                  noise_transition_matrix)
+from mwnet_tf.data.source import Split
 from zoo.common import is_integer
 
 DATASETS = ("cifar10", "cifar100", "folder", "clothing1m")
@@ -79,6 +80,15 @@ class PreparedData:
             measuring accuracy on the clean meta set.
         test: Batched `(image float32 [B_e, H, W, C], label int32 [B_e])`,
             not shuffled or augmented, last batch may be smaller.
+        train_eval: The training split as `(image, given_label)` batches of
+            `eval_batch_size`, one pass in the order of `train_examples`, not
+            shuffled or augmented: for auditing the labels a run trained on.
+        train_examples: The training split as trained on, a `Split` whose
+            `labels` are the given (possibly noisy) labels, `clean_labels`
+            the true labels where known (-1 elsewhere; None when no true
+            label is known, e.g. an image folder with noise="none"), and
+            `index` / `files` say where each example came from in the
+            source.
         num_classes: Number of classes K.
         class_names: Names of classes 0 .. K-1.
         image_shape: Shape (H, W, C) of one model input.
@@ -106,6 +116,8 @@ class PreparedData:
     num_meta: int
     num_test: int
     statistics: dict
+    train_eval: tf.data.Dataset
+    train_examples: Split
 
 
 def _stage_seed(seed, stage):
@@ -384,6 +396,15 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
                     seed=_stage_seed(seed, "meta_pipeline"), epoch=epoch)
     meta_eval_ds = build(meta, meta.labels, eval_batch_size)
     test_ds = build(source.test, source.test.labels, eval_batch_size)
+    train_eval_ds = build(train, noisy, eval_batch_size)
+    # The true labels are known where noise was injected here, and where the
+    # source says (Clothing1M's images with a clean label); labels that came
+    # as they are (noise="none" on CIFAR or a folder) are not known to be true.
+    truth_known = noise != "none" or not synthetic_noise
+    train_examples = Split(labels=noisy, images=train.images,
+                           paths=train.paths,
+                           clean_labels=clean if truth_known else None,
+                           index=train.index, files=train.files)
 
     statistics = {
         "dataset": dataset,
@@ -416,4 +437,5 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
         steps_per_epoch=len(train) // batch_size,
         meta_steps_per_epoch=len(meta) // meta_batch_size,
         num_train=len(train), num_meta=len(meta), num_test=len(source.test),
-        statistics=statistics)
+        statistics=statistics, train_eval=train_eval_ds,
+        train_examples=train_examples)

@@ -17,16 +17,31 @@ class Split:
         paths: str array [N] of image files decoded on the fly, or None.
         clean_labels: int64 array [N] of known true labels, -1 where unknown,
             or None when `labels` are themselves the true labels.
+        index: int64 array [N]: each example's position in the split as it
+            was loaded, kept through `take`, so that an example can be found
+            again after meta split, imbalance and subsetting. Defaults to
+            0 .. N-1.
+        files: str array [N] naming each example's image file (relative to
+            the image folder's root, or the path of a file-backed split), or
+            None when the source has no files (tensorflow-datasets).
     """
 
     labels: np.ndarray
     images: Optional[np.ndarray] = None
     paths: Optional[np.ndarray] = None
     clean_labels: Optional[np.ndarray] = None
+    index: Optional[np.ndarray] = None
+    files: Optional[np.ndarray] = None
 
     def __post_init__(self):
         if (self.images is None) == (self.paths is None):
             raise ValueError("A Split holds exactly one of images or paths.")
+        if self.index is None:
+            # Frozen: the default is set once, here.
+            object.__setattr__(self, "index",
+                               np.arange(len(self), dtype=np.int64))
+        if self.files is None and self.paths is not None:
+            object.__setattr__(self, "files", self.paths)
 
     def __len__(self):
         return int(self.labels.shape[0])
@@ -40,7 +55,8 @@ class Split:
 
         return Split(labels=self.labels[indices], images=pick(self.images),
                      paths=pick(self.paths),
-                     clean_labels=pick(self.clean_labels))
+                     clean_labels=pick(self.clean_labels),
+                     index=self.index[indices], files=pick(self.files))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,6 +52,17 @@ def test_prepare_clothing1m(root):
     assert sum(len(y) for _, y in data.meta_eval) == 14
     x_t, y_t = next(iter(data.test.take(1)))
     np.testing.assert_array_equal(y_t, [0, 0, 0, 1])
+    # For an audit: every training image's file, its given label, and the
+    # clean label where the annotations have one (-1 elsewhere).
+    examples = data.train_examples
+    source = clothing1m.load_clothing1m(root)
+    np.testing.assert_array_equal(examples.files, source.train.paths)
+    np.testing.assert_array_equal(examples.labels, source.train.labels)
+    np.testing.assert_array_equal(examples.clean_labels,
+                                  source.train.clean_labels)
+    assert all(os.path.isfile(path) for path in examples.files)
+    audited = np.concatenate([y for _, y in data.train_eval])
+    np.testing.assert_array_equal(audited, examples.labels)
 
 
 def test_missing_annotation(root):

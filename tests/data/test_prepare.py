@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -95,6 +96,38 @@ def test_folder_end_to_end(tiny_folder, cache_dir):
     # Uniform noise at p = 0.6 over K = 3: (1 - p) I + p / K.
     np.testing.assert_allclose(stats["transition_matrix_true"],
                                0.4 * np.eye(3) + 0.2)
+
+
+def test_train_examples_name_what_was_trained_on(tiny_folder, cache_dir):
+    data = _folder(tiny_folder, cache_dir, train_subset=20, batch_size=4,
+                   eval_batch_size=3)
+    examples = data.train_examples
+    assert len(examples) == data.num_train == 20
+    # Each example's file lies in the folder of its true class.
+    for file, clean in zip(examples.files, examples.clean_labels):
+        assert file.split(os.sep)[:2] == ["train", data.class_names[clean]]
+        assert os.path.isfile(os.path.join(tiny_folder, file))
+    # `index` finds the example again in the loaded source split.
+    source = data_lib.load_image_folder(tiny_folder, cache_dir=cache_dir)
+    np.testing.assert_array_equal(source.train.files[examples.index],
+                                  examples.files)
+    np.testing.assert_array_equal(source.train.labels[examples.index],
+                                  examples.clean_labels)
+    # train_eval: one plain pass in this order, with the given labels.
+    x, y = (np.concatenate(a) for a in zip(*data.train_eval))
+    np.testing.assert_array_equal(y, examples.labels)
+    np.testing.assert_array_equal(_labels_from_images(tf.constant(x)),
+                                  examples.clean_labels)
+    # The given labels are the ones training sees: the same (true, given)
+    # pairs over an epoch of the shuffled, augmented pipeline.
+    trained = [(t, int(g)) for x_b, y_b, _ in data.train.unbatch().batch(20)
+               for t, g in zip(_labels_from_images(x_b), y_b.numpy())]
+    given = list(zip(examples.clean_labels.tolist(), examples.labels.tolist()))
+    assert sorted(trained) == sorted(given)
+    assert (examples.labels != examples.clean_labels).any()
+    # Labels taken as they come: their truth is unknown.
+    assert _folder(tiny_folder, cache_dir,
+                   noise="none").train_examples.clean_labels is None
 
 
 def test_imbalance_after_meta_split_and_subset(tiny_folder, cache_dir):
