@@ -33,7 +33,7 @@ from keras import ops
 
 from mwnet_tf.weighting_net import WeightingNet
 
-METHODS = ("mwnet", "l2rw", "ce")
+METHODS = ("mwnet", "l2rw", "ce", "fixed")
 META_SCOPES = ("all", "head")
 LOOKAHEADS = ("sgd", "optimizer")
 WEIGHT_NORMALIZATIONS = ("mean", "sum")
@@ -171,7 +171,10 @@ class MetaWeightNet(keras.Model):
             et al. 2018: per-example weights from the meta-gradient, clipped at
             zero and normalised to sum 1; `weighting_net` is unused) or "ce"
             (all weights 1 and no meta step: the baseline, through the same
-            code).
+            code) or "fixed" (the weights of a given, already learned
+            `weighting_net`, kept frozen: no meta step, so a step costs a CE
+            step; the meta batches are not used. CMW-Net, Shu et al. 2023,
+            reuses a learned V this way).
         lookahead: "sgd" looks ahead with a plain SGD step at the optimiser's
             current learning rate (the official MW-Net.py); "optimizer" takes
             the step the classifier's `keras.optimizers.SGD` would take,
@@ -210,6 +213,11 @@ class MetaWeightNet(keras.Model):
             raise ValueError(
                 "The classifier must be built before it is wrapped: give it an "
                 "keras.Input or call it once on a batch.")
+        if method == "fixed" and weighting_net is None:
+            raise ValueError(
+                'method="fixed" trains with the weights of a learned V: pass '
+                "it as weighting_net, e.g. keras.models.load_model("
+                '"weighting_net.keras").')
         scoped_layers = lookahead_layers(classifier, meta_scope)
         # Ids, not the layers: a list of layers assigned here would be
         # tracked as sublayers of this model.
@@ -408,6 +416,9 @@ class MetaWeightNet(keras.Model):
         """Steps 2-3: the per-example weights of the real step (no gradient)."""
         if self.method == "ce":
             return ops.ones_like(forward.losses)
+        if self.method == "fixed":
+            return ops.stop_gradient(
+                self.weighting_net(ops.stop_gradient(forward.losses)))
         if self.method == "l2rw":
             return self._l2rw_weights(forward, x_meta, y_meta)
         if self.meta_interval == 1:
@@ -571,7 +582,7 @@ class MetaWeightNet(keras.Model):
             self.corrupted_weight_tracker.update_state(
                 weights, sample_weight=corrupted)
             logs += ["clean_weight", "corrupted_weight"]
-        if self.method != "ce":
+        if self.method in ("mwnet", "l2rw"):
             logs += ["meta_loss", "meta_accuracy"]
         return {m.name: m.result() for m in self.metrics if m.name in logs}
 

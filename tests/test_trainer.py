@@ -266,6 +266,60 @@ def test_ce_method_is_plain_cross_entropy_training():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def _learned_weighting_net(seed=3):
+    """A V with a clearly non-constant curve, as a finished run leaves it."""
+    net = mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=seed)
+    rng = np.random.default_rng(seed)
+    net.set_weights([rng.normal(scale=2.0, size=w.shape).astype("float32")
+                     for w in net.get_weights()])
+    return net
+
+
+@pytest.mark.parametrize("weight_normalization", ["mean", "sum"])
+def test_fixed_weighting_net_step_is_a_weighted_cross_entropy_step(
+        weight_normalization):
+    """method="fixed": a CE step with V's weights as sample weights; V frozen."""
+    x, y, x_meta, y_meta = _batches(11)
+    net = _learned_weighting_net()
+    theta = [w.copy() for w in net.get_weights()]
+    ours = mwnet_tf.MetaWeightNet(_classifier(), net, method="fixed",
+                                  weight_normalization=weight_normalization)
+    ours.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                 weight_decay=0.0)
+    # Summed, so that the sample weights are exactly the loss coefficients.
+    plain = _classifier()
+    plain.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True, reduction="sum"))
+    plain.set_weights(ours.classifier.get_weights())
+    for _ in range(2):
+        # The weights of the losses at the current w, in training mode
+        # (stateless: the reference's BatchNorm statistics must move once).
+        logits, _ = plain.stateless_call(
+            plain.trainable_variables,
+            [v.value for v in plain.non_trainable_variables], x, training=True)
+        losses = _per_example_ce(y, logits)
+        weights = net(losses).numpy()
+        assert weights.std() > 0.05  # Not the trivial uniform weighting.
+        weights /= (weights.sum() if weight_normalization == "sum"
+                    else len(weights))
+        logs = ours.train_on_batch(((x, y), (x_meta, y_meta)),
+                                   return_dict=True)
+        plain.train_on_batch(x, y, sample_weight=weights)
+        for a, b in zip(ours.classifier.variables, plain.variables):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5,
+                                       atol=1e-6, err_msg=a.path)
+    for before, after in zip(theta, net.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert "meta_loss" not in logs and "mean_weight" in logs
+
+
+def test_fixed_method_needs_a_weighting_net():
+    with pytest.raises(ValueError, match='method="fixed" .* pass it as '
+                       "weighting_net"):
+        mwnet_tf.MetaWeightNet(_classifier(), method="fixed")
+
+
 def test_weight_decay_is_l2_on_the_gradient():
     """One plain SGD step is w - lr * (grad + decay * w), as in PyTorch."""
     model = _compiled(method="ce", weight_decay=0.1,
