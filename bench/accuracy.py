@@ -33,12 +33,19 @@ Variants are a method plus the flags that set it apart (VARIANTS): `ce`,
 weights, which removes the effective-learning-rate confound of the mean;
 `mwnet_block` and `mwnet_head` look ahead through the top of the network
 only (`--meta_scope`), at about 1.3x the cost of a CE step;
-`mwnet_block_sum` is `mwnet_block` with the sum normalisation.
+`mwnet_block_sum` is `mwnet_block` with the sum normalisation;
+`ce_matched_lr` is CE at MW-Net's effective learning rate; `fixed`
+trains with the V that `mwnet_block` learned on the other seed's labels,
+frozen (`--method=fixed`). Every run that learns a V keeps it in
+`bench/results/weighting_nets/`, and MW-Net runs record their label audit
+(`results.label_audit`); `--audit_existing` audits finished runs whose work
+directories are still in --scratch and adds it to their records.
 """
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -66,7 +73,20 @@ VARIANTS = {
     "mwnet_head": ["--method=mwnet", "--meta_scope=head"],
     "mwnet_block_sum": ["--method=mwnet", "--meta_scope=5",
                         "--weight_normalization=sum"],
+    # CE at MW-Net's effective learning rate: with the mean normalisation
+    # the weighted loss's gradient is scaled by the mean weight, so MW-Net
+    # also trains at a lower learning rate than CE. MATCHED_LR removes that.
+    "ce_matched_lr": ["--method=ce", "--lr={matched_lr}"],
+    # V as learned by mwnet_block on the other seed's labels (seed 1 <-> 2),
+    # frozen: no meta step, the cost of CE.
+    "fixed": ["--method=fixed", "--weighting_net=bench/results/weighting_nets/"
+              "{noise}40_mwnet_block_seed{other_seed}.keras"],
 }
+# 0.1 x the mean weight of mwnet_block (seed 1) over its 20 epochs: 0.797
+# under uniform noise, 0.607 under flip noise.
+MATCHED_LR = {"uniform": 0.08, "flip": 0.06}
+# Where run_one keeps the V each run learned, for the `fixed` variant.
+WEIGHTING_NETS = os.path.join("bench", "results", "weighting_nets")
 NOISES = ("uniform", "flip")
 # Paper, full schedule: (setting, model, MW-Net, CE baseline).
 PAPER = {"uniform": ("WRN-28-10", 89.27, 68.07),
@@ -79,6 +99,21 @@ def result_path(results_dir, protocol, noise, variant, seed):
                         f"{prefix}{noise}40_{variant}_seed{seed}.json")
 
 
+def variant_flags(variant, noise, seed):
+    other_seed = 2 if int(seed) == 1 else 1
+    return [flag.format(noise=noise, other_seed=other_seed,
+                        matched_lr=MATCHED_LR[noise])
+            for flag in VARIANTS[variant]]
+
+
+def missing_inputs(variant, noise, seed):
+    """Files a variant's flags name that do not exist (relative to REPO)."""
+    return [flag.split("=", 1)[1]
+            for flag in variant_flags(variant, noise, seed)
+            if flag.startswith("--weighting_net=") and not os.path.isfile(
+                os.path.join(REPO, flag.split("=", 1)[1]))]
+
+
 def run_one(protocol, noise, variant, seed, archive, scratch, results_dir):
     """Trains one configuration and stores its results; returns the record."""
     from mwnet_tf.callbacks import read_history
@@ -87,7 +122,8 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir):
     workdir = os.path.join(scratch, os.path.splitext(name)[0])
     flags = [*COMMON, *PROTOCOLS[protocol],
              f"--data_path={os.path.relpath(archive, REPO)}",
-             f"--noise={noise}", *VARIANTS[variant], f"--seed={seed}"]
+             f"--noise={noise}", *variant_flags(variant, noise, seed),
+             f"--seed={seed}"]
     command = [sys.executable, "-m", "mwnet_tf.main", *flags,
                f"--workdir={workdir}"]
     print("#", " ".join(command[1:]), flush=True)
@@ -109,12 +145,15 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir):
                                 "clean_weight", "corrupted_weight",
                                 "mean_weight", "epoch_seconds")},
     }
-    if record["method"] == "mwnet":
-        import keras
+    if record["method"] in ("mwnet", "fixed"):
         import numpy as np
-        import mwnet_tf  # noqa: F401  Registers WeightingNet for loading.
-        net = keras.saving.load_model(os.path.join(workdir,
-                                                   "weighting_net.keras"))
+        import mwnet_tf
+        saved = os.path.join(workdir, "weighting_net.keras")
+        net = mwnet_tf.load_weighting_net(saved)
+        if record["method"] == "mwnet":
+            os.makedirs(os.path.join(REPO, WEIGHTING_NETS), exist_ok=True)
+            shutil.copyfile(saved, os.path.join(
+                REPO, WEIGHTING_NETS, os.path.splitext(name)[0] + ".keras"))
         losses = np.linspace(0.0, 10.0, 101, dtype="float32")
         record["weighting_function"] = {
             "loss": losses.tolist(),
@@ -124,6 +163,55 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir):
               "w") as file:
         json.dump(record, file, indent=1)
     return record
+
+
+def audit_existing(results_dir, scratch):
+    """Adds the label audit to records of MW-Net runs that lack one.
+
+    Audits each run's work directory in `scratch` if it is still there (the
+    audit needs the saved classifier); returns the names audited.
+    """
+    from mwnet_tf import audit
+
+    audited = []
+    for name in sorted(os.listdir(results_dir)):
+        path = os.path.join(results_dir, name)
+        if not name.endswith(".json"):
+            continue
+        with open(path) as file:
+            record = json.load(file)
+        workdir = os.path.join(scratch, os.path.splitext(name)[0])
+        if (record["method"] not in ("mwnet", "fixed")
+                or "label_audit" in record["results"]
+                or not os.path.isdir(workdir)):
+            continue
+        print("# auditing", workdir, flush=True)
+        record["results"]["label_audit"] = audit.audit_run(
+            workdir, data_path=ARCHIVE, verbose=0)
+        with open(path, "w") as file:
+            json.dump(record, file, indent=1)
+        audited.append(name)
+    return audited
+
+
+def audit_table(records):
+    """How well V's weights (and the loss) find the corrupted labels."""
+    lines = ["| protocol | noise | variant | seed | ROC AUC, weight | ROC AUC, "
+             "loss | precision at the noise rate, weight | ... loss | mean "
+             "weight clean / corrupted | audit s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=_order):
+        audit = r["results"].get("label_audit")
+        if not audit or not audit.get("detection"):
+            continue
+        d = audit["detection"]
+        lines.append(
+            f"| {r['protocol']} | {r['noise']} 40% | {r['variant']} | "
+            f"{r['seed']} | {d['weight']['roc_auc']:.3f} | "
+            f"{d['loss']['roc_auc']:.3f} | {d['weight']['precision']:.3f} | "
+            f"{d['loss']['precision']:.3f} | {d['mean_weight_clean']:.3f} / "
+            f"{d['mean_weight_corrupted']:.3f} | {audit['seconds']:.0f} |")
+    return "\n".join(lines)
 
 
 def load_records(results_dir):
@@ -250,6 +338,9 @@ def main():
     parser.add_argument("--results_dir",
                         default=os.path.join(REPO, "bench", "results"))
     parser.add_argument("--table_only", action="store_true")
+    parser.add_argument("--audit_existing", action="store_true",
+                        help="audit finished MW-Net runs still in --scratch "
+                        "whose records lack the audit, then print the tables")
     parser.add_argument("--figure", help="write the figure (PNG) of "
                         "--protocol's runs here")
     args = parser.parse_args()
@@ -263,10 +354,19 @@ def main():
         sys.exit(f"accuracy.py: error: unknown {', '.join(unknown)}; noises "
                  f"are {', '.join(NOISES)}, variants {', '.join(VARIANTS)}, "
                  "seeds non-negative integers.")
-    if not args.table_only:
+    if args.audit_existing:
+        audit_existing(args.results_dir, args.scratch)
+    elif not args.table_only:
         if not os.path.isfile(args.archive):
             sys.exit(f"accuracy.py: error: --archive={args.archive} is not a "
                      "file; give the CIFAR-10 JPEG archive.")
+        missing = sorted({path for seed in seeds for noise in noises
+                          for variant in variants
+                          for path in missing_inputs(variant, noise, seed)})
+        if missing:
+            sys.exit(f"accuracy.py: error: {', '.join(missing)} not found; "
+                     "the fixed variant reuses the V of an mwnet_block run "
+                     "of the other seed: run that first.")
         for seed in map(int, seeds):
             for noise in noises:
                 for variant in variants:
@@ -280,6 +380,8 @@ def main():
     print(table(records))
     print()
     print(comparison(records))
+    print()
+    print(audit_table(records))
     if args.figure:
         figure(records, args.figure, args.protocol)
 

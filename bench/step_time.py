@@ -5,7 +5,8 @@
         --policies float32,mixed_bfloat16 --steps 20 --warmup 3
 
 For every model and policy (`--policies`, or the policies after a model's
-name, `wrn28_10:mixed_bfloat16`, separated by `+`) it times CE, MW-Net with the exact lookahead
+name, `wrn28_10:mixed_bfloat16`, separated by `+`) it times CE, `--methods`
+(default `fixed`: a frozen V, no meta step), MW-Net with the exact lookahead
 (`meta_scope="all"`) and each partial scope of `--scopes`: `head` (the
 logits layer) and `block` (the top residual block and everything above it:
 the last 5 layers with weights of ResNet-32, the last 6 of WRN-28-10, as in
@@ -61,8 +62,10 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup):
 
     element = (batch(), batch())
     dataset = tf.data.Dataset.from_tensors(element).repeat()
+    # `fixed` needs a V; an untrained one costs what a learned one does.
     model = mwnet_tf.MetaWeightNet(
-        zoo.build(model_name, 10), method=method,
+        zoo.build(model_name, 10),
+        mwnet_tf.WeightingNet() if method == "fixed" else None, method=method,
         meta_scope=meta_scope_of(scope, model_name))
     model.compile()
 
@@ -93,6 +96,9 @@ def main():
     parser.add_argument("--policies", default="float32,mixed_bfloat16")
     parser.add_argument("--scopes", default="head,block",
                         help="partial meta scopes timed besides all")
+    parser.add_argument("--methods", default="fixed",
+                        help="methods timed besides ce and mwnet (fixed: a "
+                        "frozen V, no meta step), comma-separated")
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -121,7 +127,9 @@ def main():
                for model, policies in policies_of.items()
                for policy in policies
                for method, scope in [("ce", "all"), ("mwnet", "all")] + [
-                   ("mwnet", scope) for scope in args.scopes.split(",")]]
+                   ("mwnet", scope) for scope in args.scopes.split(",")
+                   if scope] + [(method, "all") for method in
+                                args.methods.split(",") if method]]
     # Round-robin repeats: a slow spell of the shared machine then hits one
     # repeat of every configuration, not every repeat of one.
     runs = {config: [] for config in configs}
@@ -155,7 +163,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for (model, policy, method, scope), result in results.items():
         ce = results[model, policy, "ce", "all"]
-        scope_name = "-" if method == "ce" else (
+        scope_name = "-" if method in ("ce", "fixed") else (
             f"{scope} ({TOP_BLOCK[model]} layers)" if scope == "block"
             else scope)
         print(f"| {model} | {policy} | {method} | {scope_name} | "

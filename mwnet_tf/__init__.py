@@ -7,8 +7,8 @@
 
 from mwnet_tf.inputs import with_meta
 from mwnet_tf.trainer import MetaWeightNet, lookahead_layers, weight_layers
-from mwnet_tf.weighting_net import WeightingNet
+from mwnet_tf.weighting_net import WeightingNet, load_weighting_net
 
-__all__ = ["MetaWeightNet", "WeightingNet", "lookahead_layers", "weight_layers",
-           "with_meta"]
+__all__ = ["MetaWeightNet", "WeightingNet", "load_weighting_net",
+           "lookahead_layers", "weight_layers", "with_meta"]
 __version__ = "0.1.0"

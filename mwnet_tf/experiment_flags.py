@@ -84,6 +84,14 @@ def define_flags():
                         "with weights) or comma-separated layer names. "
                         "Partial scopes are ~1.3x a CE step instead of ~3.8x.")
     flags.DEFINE_list("vnet_hidden", ["100"], "Hidden sizes of V.")
+    flags.DEFINE_string("weighting_net", None, "A learned V to start from "
+                        "(a run's weighting_net.keras): --method=fixed trains "
+                        "with its weights, frozen, at the cost of CE; "
+                        "--method=mwnet meta-learns on from it.")
+    flags.DEFINE_bool("audit", True, "After training with V (mwnet, fixed), "
+                      "audit the training labels: audit.csv (lowest weight "
+                      "first), suspect_labels.png, and how well the weights "
+                      "find corrupted labels in results.json.")
     # ## Optimisation
     flags.DEFINE_integer("epochs", 120, "Training epochs.", lower_bound=1)
     flags.DEFINE_float("lr", 0.1, "Classifier learning rate.", lower_bound=0.0)
@@ -121,6 +129,15 @@ def define_flags():
         ["dataset", "noise"],
         lambda f: f["dataset"] != "clothing1m" or f["noise"] == "none",
         message="Clothing1M labels are noisy already: use --noise=none.")
+    flags.register_multi_flags_validator(
+        ["method", "weighting_net"],
+        lambda f: f["method"] != "fixed" or f["weighting_net"],
+        message="--method=fixed trains with a learned V: give its file with "
+        "--weighting_net=<run>/weighting_net.keras.")
+    flags.register_multi_flags_validator(
+        ["method", "weighting_net"],
+        lambda f: not f["weighting_net"] or f["method"] in ("mwnet", "fixed"),
+        message="--weighting_net is for --method=fixed or --method=mwnet.")
     flags.register_multi_flags_validator(
         ["model", "pretrained_weights"],
         lambda f: f["pretrained_weights"] is None or f["model"] == "resnet50",

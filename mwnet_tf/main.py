@@ -22,20 +22,21 @@ import numpy as np
 import tensorflow as tf
 
 import mwnet_tf
-import zoo
 from mwnet_tf import callbacks as callbacks_lib
 from mwnet_tf import data as data_lib
+from mwnet_tf import experiment
 from mwnet_tf import experiment_flags
+from mwnet_tf import label_audit
 
 FLAGS = flags.FLAGS
 # Flags that change how a run is watched or stored, not what it computes: a
 # work directory may be resumed with other values of these.
 _RUN_CONTROL_FLAGS = ("workdir", "overwrite", "verbose", "download",
-                      "cache_dir")
+                      "cache_dir", "audit")
 # What the runner writes into a work directory; --overwrite removes these only.
 _OUTPUTS = ("config.json", "backup", "tensorboard", "history.csv",
             "results.json", "classifier.keras", "weighting_net.keras",
-            "weighting_function.png")
+            "weighting_function.png") + label_audit.OUTPUTS
 
 
 class ExperimentError(Exception):
@@ -120,33 +121,15 @@ def check_paths():
         raise ExperimentError(
             f"--pretrained_weights={weights} is not a file; give a local "
             "ResNet-50 weights file, or `imagenet` to download them.")
-
-
-def learning_rate_schedule(steps_per_epoch):
-    decay_epochs = [int(e) for e in FLAGS.lr_decay_epochs if int(e) < FLAGS.epochs]
-    if not decay_epochs:
-        return FLAGS.lr
-    return keras.optimizers.schedules.PiecewiseConstantDecay(
-        boundaries=[e * steps_per_epoch for e in decay_epochs],
-        values=[FLAGS.lr * FLAGS.lr_decay ** i
-                for i in range(len(decay_epochs) + 1)])
-
-
-def build_model(num_classes, image_shape):
-    model_kwargs = {"input_shape": tuple(image_shape), "seed": FLAGS.seed}
-    if FLAGS.dropout_rate is not None:
-        model_kwargs["dropout_rate"] = FLAGS.dropout_rate
-    if FLAGS.pretrained_weights:
-        model_kwargs["weights"] = FLAGS.pretrained_weights
-    classifier = zoo.build(FLAGS.model, num_classes, **model_kwargs)
-    weighting_net = mwnet_tf.WeightingNet(
-        hidden_sizes=[int(size) for size in FLAGS.vnet_hidden], seed=FLAGS.seed)
-    return mwnet_tf.MetaWeightNet(
-        classifier, weighting_net, method=FLAGS.method,
-        lookahead=FLAGS.lookahead,
-        weight_normalization=FLAGS.weight_normalization,
-        meta_interval=FLAGS.meta_interval,
-        meta_scope=experiment_flags.parse_meta_scope(FLAGS.meta_scope))
+    if FLAGS.weighting_net:
+        if not os.path.isfile(FLAGS.weighting_net):
+            raise ExperimentError(
+                f"--weighting_net={FLAGS.weighting_net} is not a file; give "
+                "the weighting_net.keras of a finished run.")
+        try:  # A small file: loading it is the check.
+            mwnet_tf.load_weighting_net(FLAGS.weighting_net)
+        except ValueError as error:
+            raise ExperimentError(f"--weighting_net: {error}") from error
 
 
 def summarise(history, test_logs, statistics, steps_per_epoch):
@@ -203,14 +186,7 @@ def run():
     # ## Data
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     try:
-        data = data_lib.prepare(
-            FLAGS.dataset, data_dir=FLAGS.data_dir, path=FLAGS.data_path,
-            noise=FLAGS.noise, noise_rate=FLAGS.noise_rate,
-            imbalance_factor=FLAGS.imbalance_factor,
-            meta_per_class=FLAGS.meta_per_class, seed=FLAGS.seed,
-            batch_size=FLAGS.batch_size, meta_batch_size=FLAGS.meta_batch_size,
-            cache_dir=FLAGS.cache_dir, train_subset=FLAGS.train_subset,
-            download=FLAGS.download, epoch=epoch)
+        data = experiment.prepare_data(config, epoch=epoch)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         raise ExperimentError(str(error)) from error
     logging.info("Data: %d train (%d steps/epoch), %d meta, %d test, %d "
@@ -221,12 +197,14 @@ def run():
     # ## Model
     with strategy.scope():
         try:
-            model = build_model(data.num_classes, data.image_shape)
+            model = experiment.build_model(config, data.num_classes,
+                                           data.image_shape)
         except (ValueError, FileNotFoundError, RuntimeError) as error:
             raise ExperimentError(str(error)) from error
         model.compile(
             optimizer=keras.optimizers.SGD(
-                learning_rate_schedule(data.steps_per_epoch),
+                experiment.learning_rate_schedule(config,
+                                                  data.steps_per_epoch),
                 momentum=FLAGS.momentum, nesterov=FLAGS.nesterov),
             meta_optimizer=keras.optimizers.Adam(FLAGS.meta_lr),
             weight_decay=FLAGS.weight_decay,
@@ -250,7 +228,8 @@ def run():
         callbacks_lib.FiniteBackupAndRestore(os.path.join(workdir, "backup"),
                                              delete_checkpoint=False),
     ]
-    if FLAGS.method == "mwnet":
+    learned_weights = FLAGS.method in label_audit.METHODS
+    if learned_weights:
         callbacks.insert(0, callbacks_lib.WeightingFunctionLogger(
             os.path.join(logs_dir, "weighting")))
     verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
@@ -271,10 +250,14 @@ def run():
                         data.steps_per_epoch)
     model.classifier.save(os.path.join(workdir, "classifier.keras"))
     model.weighting_net.save(os.path.join(workdir, "weighting_net.keras"))
-    if FLAGS.method == "mwnet":
+    if learned_weights:
         callbacks_lib.plot_weighting_function(
             model, os.path.join(workdir, "weighting_function.png"),
             title=f"{FLAGS.dataset} {FLAGS.noise} {FLAGS.noise_rate:g}")
+    if learned_weights and FLAGS.audit:
+        results["label_audit"] = label_audit.run_audit(
+            workdir, model.classifier, model.weighting_net, data,
+            verbose=verbose)
     with open(os.path.join(workdir, "results.json"), "w") as file:
         json.dump(results, file, indent=2)
     logging.info("Final test accuracy %.4f; test accuracy at best meta "

@@ -100,3 +100,31 @@ class WeightingNet(keras.Model):
         config = dict(config)
         config.pop("trainable", None)
         return cls(**config)
+
+
+def load_weighting_net(path):
+    """Loads a saved weighting net (a run's `weighting_net.keras`).
+
+    With `MetaWeightNet(classifier, load_weighting_net(path), method="fixed")`
+    a new classifier trains with the learned weights and no meta step; with
+    `method="mwnet"` meta-learning continues from them.
+
+    Raises:
+        ValueError: The file does not hold a model that maps a batch of
+            losses to one weight in [0, 1] each.
+    """
+    try:
+        net = keras.saving.load_model(path, compile=False)
+        probe = ops.convert_to_numpy(net(ops.convert_to_tensor(
+            [0.0, 1.0, 10.0], "float32")))
+    except Exception as error:  # Keras raises many kinds for a bad file.
+        raise ValueError(
+            f"{path} is not a saved weighting net ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); give the "
+            "weighting_net.keras of an mwnet_tf run.") from error
+    if probe.shape != (3,) or not ((probe >= 0) & (probe <= 1)).all():
+        raise ValueError(
+            f"{path} maps losses to outputs of shape {probe.shape} with "
+            f"values {probe.ravel()[:3]}, not to one weight in [0, 1] per "
+            "loss; give the weighting_net.keras of an mwnet_tf run.")
+    return net

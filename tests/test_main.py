@@ -15,6 +15,7 @@ from absl.testing import flagsaver
 from PIL import Image
 
 from mwnet_tf import callbacks as callbacks_lib
+from mwnet_tf import experiment
 from mwnet_tf import main as main_lib
 
 FLAGS = flags.FLAGS
@@ -104,6 +105,9 @@ def test_end_to_end_run_writes_results(method, image_tree, tmp_path):
     assert classifier.output_shape == (None, 4)
     has_plot = (workdir / "weighting_function.png").exists()
     assert has_plot == (method == "mwnet")
+    # The label audit runs by default when there is a V to audit with.
+    audited = (workdir / "audit.csv").exists()
+    assert audited == ("label_audit" in saved) == (method == "mwnet")
     if method == "mwnet":
         assert glob.glob(str(workdir / "tensorboard" / "weighting" / "events.*"))
 
@@ -251,7 +255,8 @@ def test_meta_scope_flag_reaches_the_model(flag, layers):
     with flagsaver.flagsaver():
         _parse(["--workdir=unused", "--model=resnet20",
                 f"--meta_scope={flag}"])
-        model = main_lib.build_model(4, (8, 8, 3))
+        model = experiment.build_model(main_lib.resolved_config(), 4,
+                                       (8, 8, 3))
     expected = [v.path for v in model.classifier.trainable_variables
                 if v.path.split("/")[0] in layers]
     assert [v.path for v in model.lookahead_variables] == expected

@@ -1,4 +1,4 @@
-"""The README's `model.fit` example keeps working."""
+"""The README's Python examples keep working."""
 
 import os
 import re
@@ -19,3 +19,9 @@ def test_readme_fit_example_runs(tmp_path, monkeypatch):
     assert namespace["weights"].shape == (8,)
     assert namespace["curve"].shape == (50,)
     assert os.listdir(tmp_path / "logs")
+    # The reuse of a learned V continues the example; V stays as learned.
+    learned = [w.copy() for w in namespace["model"].weighting_net.get_weights()]
+    exec(compile(blocks[1], "README.md", "exec"), namespace)
+    for before, after in zip(learned,
+                             namespace["fixed"].weighting_net.get_weights()):
+        assert (before == after).all()

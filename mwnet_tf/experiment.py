@@ -1,0 +1,71 @@
+"""A run as its configuration describes it: its data, model and schedule.
+
+`config` is the dict of flag values that `mwnet_tf.main` resolves and writes
+to a work directory's `config.json`. The runner builds a run from it, and the
+label audit (`mwnet_tf.audit`) rebuilds a finished run's training split from
+the saved file: same seed, so the same meta split and noisy labels.
+"""
+
+import keras
+
+import zoo
+from mwnet_tf import data as data_lib
+from mwnet_tf.experiment_flags import parse_meta_scope
+from mwnet_tf.trainer import MetaWeightNet
+from mwnet_tf.weighting_net import WeightingNet, load_weighting_net
+
+
+def prepare_data(config, epoch=None, **overrides):
+    """`mwnet_tf.data.prepare` with a run's data flags.
+
+    Args:
+        config: The run's flag values.
+        epoch: Optional epoch variable for the pipelines (see `prepare`).
+        **overrides: `prepare` arguments that replace the config's, e.g.
+            `path=` when the data has moved since the run.
+    """
+    arguments = dict(
+        data_dir=config["data_dir"], path=config["data_path"],
+        noise=config["noise"], noise_rate=config["noise_rate"],
+        imbalance_factor=config["imbalance_factor"],
+        meta_per_class=config["meta_per_class"], seed=config["seed"],
+        batch_size=config["batch_size"],
+        meta_batch_size=config["meta_batch_size"],
+        cache_dir=config["cache_dir"], train_subset=config["train_subset"],
+        download=config["download"], epoch=epoch)
+    arguments.update(overrides)
+    return data_lib.prepare(config["dataset"], **arguments)
+
+
+def learning_rate_schedule(config, steps_per_epoch):
+    """The classifier's step-decay schedule (a float when it never decays)."""
+    decay_epochs = [int(e) for e in config["lr_decay_epochs"]
+                    if int(e) < config["epochs"]]
+    if not decay_epochs:
+        return config["lr"]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        boundaries=[e * steps_per_epoch for e in decay_epochs],
+        values=[config["lr"] * config["lr_decay"] ** i
+                for i in range(len(decay_epochs) + 1)])
+
+
+def build_model(config, num_classes, image_shape):
+    """The run's `MetaWeightNet`: a zoo classifier and V (new or loaded)."""
+    model_kwargs = {"input_shape": tuple(image_shape), "seed": config["seed"]}
+    if config["dropout_rate"] is not None:
+        model_kwargs["dropout_rate"] = config["dropout_rate"]
+    if config["pretrained_weights"]:
+        model_kwargs["weights"] = config["pretrained_weights"]
+    classifier = zoo.build(config["model"], num_classes, **model_kwargs)
+    if config["weighting_net"]:
+        weighting_net = load_weighting_net(config["weighting_net"])
+    else:
+        weighting_net = WeightingNet(
+            hidden_sizes=[int(size) for size in config["vnet_hidden"]],
+            seed=config["seed"])
+    return MetaWeightNet(
+        classifier, weighting_net, method=config["method"],
+        lookahead=config["lookahead"],
+        weight_normalization=config["weight_normalization"],
+        meta_interval=config["meta_interval"],
+        meta_scope=parse_meta_scope(config["meta_scope"]))

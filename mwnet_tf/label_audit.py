@@ -1,0 +1,361 @@
+"""Which training labels does V distrust? A label audit of a trained run.
+
+A trained Meta-Weight-Net gives every training example a weight V(l_i): the
+lowest are the labels most worth a second look. The audit evaluates the
+classifier on the training split (inference mode, no augmentation), ranks
+the examples by weight and writes
+
+- `audit.csv`: one row per example, lowest weight first: where it came from
+  (index in the loaded split, file), the given and the predicted label, the
+  predicted probability, the loss, V's weight, and whether the label is known
+  to be corrupted (1), clean (0) or unknown (empty);
+- `suspect_labels.png`: the lowest-weighted images titled "given -> predicted"
+  (also in TensorBoard, under `tensorboard/audit`);
+- where the true labels are known: how well the weights find the corrupted
+  labels (ROC AUC, precision and recall among the k lowest weights, k the
+  number of corrupted labels), beside the same figures for the loss itself.
+
+Note that V maps the loss to the weight, so as a ranking it agrees with the
+loss wherever V decreases (and reverses it where V increases): the weights
+rank examples exactly as the loss of the MW-Net-trained classifier does when
+V is monotone. What the audit adds is that classifier, trained not to fit the
+noise, and V's verdict on each loss.
+
+    audit = audit_labels(classifier, weighting_net, data.train_eval,
+                         data.train_examples)
+    write_csv(audit, "audit.csv", data.class_names)
+    detection_report(audit)   # None when no true label is known
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import tempfile
+import time
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from keras import ops
+
+# Methods whose weights come from V, so that an audit means something.
+METHODS = ("mwnet", "fixed")
+# What `run_audit` writes into a work directory.
+OUTPUTS = ("audit.csv", "suspect_labels.png")
+CSV_COLUMNS = ("rank", "index", "file", "given_label", "given_class",
+               "predicted_label", "predicted_class", "predicted_probability",
+               "loss", "weight", "corrupted")
+DEFAULT_GALLERY_SIZE = 36
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelAudit:
+    """Per-example audit columns, in the order of the training split.
+
+    Attributes:
+        index: int64 [N], the example's position in the split as loaded.
+        file: str [N] of image files, or None (tensorflow-datasets).
+        given_label: int64 [N], the label trained on.
+        predicted_label: int64 [N], the classifier's top class.
+        predicted_probability: float32 [N], its probability.
+        loss: float32 [N], cross-entropy of the given label.
+        weight: float32 [N], V(loss).
+        corrupted: int8 [N], 1 where the given label is known to be wrong, 0
+            where known to be right, -1 where unknown; None when no example's
+            true label is known.
+    """
+
+    index: np.ndarray
+    file: Optional[np.ndarray]
+    given_label: np.ndarray
+    predicted_label: np.ndarray
+    predicted_probability: np.ndarray
+    loss: np.ndarray
+    weight: np.ndarray
+    corrupted: Optional[np.ndarray]
+
+    def __len__(self):
+        return int(self.index.shape[0])
+
+    def lowest_weight_first(self):
+        """Row order of the CSV: ascending weight, then descending loss."""
+        return np.lexsort((-self.loss, self.weight))
+
+
+def audit_labels(classifier, weighting_net, dataset, examples,
+                 from_logits=True, verbose=1):
+    """Scores every training example with the classifier and V.
+
+    Streams `dataset` batch by batch: only the per-example numbers are kept.
+
+    Args:
+        classifier: The trained classifier (inputs -> logits).
+        weighting_net: The trained V.
+        dataset: `(image, given_label)` batches of the training split, one
+            plain pass in the order of `examples` (`PreparedData.train_eval`).
+        examples: The training split as a `Split` (`PreparedData.train_examples`).
+        from_logits: Whether the classifier outputs logits.
+        verbose: 1 shows a progress bar, 0 nothing.
+
+    Returns:
+        A `LabelAudit`.
+
+    Raises:
+        ValueError: `dataset` does not yield `examples`' labels in order.
+    """
+    loss_dtype = weighting_net.compute_dtype
+
+    @tf.function
+    def score(x, y):
+        outputs = ops.cast(classifier(x, training=False), loss_dtype)
+        losses = keras.losses.sparse_categorical_crossentropy(
+            y, outputs, from_logits=from_logits)
+        probabilities = ops.softmax(outputs) if from_logits else outputs
+        return (ops.argmax(probabilities, axis=-1),
+                ops.max(probabilities, axis=-1), losses,
+                weighting_net(losses))
+
+    columns = ([], [], [], [], [])
+    progress = keras.utils.Progbar(len(examples), verbose=verbose,
+                                   unit_name="example")
+    for x, y in dataset:
+        for column, value in zip(columns, (y,) + score(x, y)):
+            column.append(ops.convert_to_numpy(value))
+        progress.add(int(y.shape[0]))
+    given, predicted, probability, loss, weight = (
+        np.concatenate(column) if column else np.zeros(0) for column in columns)
+    if not np.array_equal(given, examples.labels):
+        raise ValueError(
+            f"The audit dataset yields {len(given)} labels that are not the "
+            f"{len(examples)} given labels of the training split in order; "
+            "pass PreparedData.train_eval with PreparedData.train_examples.")
+    corrupted = None
+    if examples.clean_labels is not None:
+        clean = examples.clean_labels
+        corrupted = np.where(clean < 0, -1, clean != given).astype(np.int8)
+    return LabelAudit(
+        index=np.asarray(examples.index), file=examples.files,
+        given_label=given.astype(np.int64),
+        predicted_label=predicted.astype(np.int64),
+        predicted_probability=probability.astype(np.float32),
+        loss=loss.astype(np.float32), weight=weight.astype(np.float32),
+        corrupted=corrupted)
+
+
+def roc_auc(scores, positive):
+    """Exact ROC AUC: P(score of a positive > score of a negative), ties 1/2.
+
+    Returns None when there are no positives or no negatives.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    num_positive = int(positive.sum())
+    num_negative = len(positive) - num_positive
+    if num_positive == 0 or num_negative == 0:
+        return None
+    # Mann-Whitney: the rank sum of the positives, ties at their mean rank.
+    _, inverse, counts = np.unique(scores, return_inverse=True,
+                                   return_counts=True)
+    mean_ranks = np.cumsum(counts) - (counts - 1) / 2.0
+    rank_sum = mean_ranks[inverse][positive].sum()
+    return float((rank_sum - num_positive * (num_positive + 1) / 2.0)
+                 / (num_positive * num_negative))
+
+
+def _detection(suspicion, corrupted, flagged):
+    """AUC, precision and recall of the `flagged` most suspicious examples."""
+    most_suspicious = np.argsort(-suspicion, kind="stable")[:flagged]
+    hits = int(corrupted[most_suspicious].sum())
+    return {"roc_auc": roc_auc(suspicion, corrupted),
+            "precision": hits / flagged if flagged else None,
+            "recall": hits / int(corrupted.sum()) if corrupted.any() else None}
+
+
+def detection_report(audit):
+    """How well low weights (and, for comparison, high losses) find corrupted labels.
+
+    Over the examples whose true label is known. The k lowest weights (highest
+    losses) are flagged, k = the number of corrupted labels, i.e. the
+    realised noise rate; precision and recall are then equal by construction
+    and say what fraction of the flagged labels are wrong.
+
+    Returns:
+        A JSON-serialisable dict, or None when no true label is known.
+    """
+    if audit.corrupted is None or not (audit.corrupted >= 0).any():
+        return None
+    known = audit.corrupted >= 0
+    corrupted = audit.corrupted[known].astype(bool)
+    flagged = int(corrupted.sum())
+    return {
+        "num_examples_with_known_label": int(known.sum()),
+        "realised_noise_rate": float(corrupted.mean()),
+        "flagged": flagged,
+        "weight": _detection(-audit.weight[known].astype(np.float64),
+                             corrupted, flagged),
+        "loss": _detection(audit.loss[known].astype(np.float64), corrupted,
+                           flagged),
+        "mean_weight_clean": float(audit.weight[known][~corrupted].mean())
+                             if (~corrupted).any() else None,
+        "mean_weight_corrupted": float(audit.weight[known][corrupted].mean())
+                                 if corrupted.any() else None,
+    }
+
+
+def _replace_atomically(path, write, mode="w"):
+    """Writes a file through a temporary one, so a failure leaves the old."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, staging = tempfile.mkstemp(prefix=".partial-", dir=directory)
+    try:
+        with os.fdopen(handle, mode, newline="" if "b" not in mode else None) \
+                as file:
+            write(file)
+        os.replace(staging, path)
+    except BaseException:
+        if os.path.exists(staging):
+            os.remove(staging)
+        raise
+
+
+def write_json(path, value):
+    """Writes JSON through a temporary file (a failure keeps the old file)."""
+    _replace_atomically(path, lambda file: json.dump(value, file, indent=2))
+
+
+def write_csv(audit, path, class_names):
+    """Writes the audit, lowest weight first, one row per example."""
+    order = audit.lowest_weight_first()
+    names = np.asarray(class_names, dtype=object)
+
+    def write(file):
+        writer = csv.writer(file)
+        writer.writerow(CSV_COLUMNS)
+        for start in range(0, len(order), 10000):
+            rows = order[start:start + 10000]
+            corrupted = (audit.corrupted[rows] if audit.corrupted is not None
+                         else np.full(len(rows), -1))
+            files = (audit.file[rows] if audit.file is not None
+                     else [""] * len(rows))
+            writer.writerows(
+                (start + i + 1, int(audit.index[r]), files[i],
+                 int(audit.given_label[r]), names[audit.given_label[r]],
+                 int(audit.predicted_label[r]),
+                 names[audit.predicted_label[r]],
+                 f"{audit.predicted_probability[r]:.4f}",
+                 f"{audit.loss[r]:.4f}", f"{audit.weight[r]:.4f}",
+                 "" if corrupted[i] < 0 else int(corrupted[i]))
+                for i, r in enumerate(rows))
+
+    _replace_atomically(path, write)
+
+
+def _display_images(examples, rows, size=96):
+    """uint8 images of `rows` of a split, for a gallery (files decoded here)."""
+    if examples.images is not None:
+        return np.asarray(examples.images[rows])
+    images = []
+    for path in examples.paths[rows]:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                                   expand_animations=False)
+        images.append(tf.cast(tf.image.resize_with_pad(image, size, size),
+                              tf.uint8).numpy())
+    return np.stack(images)
+
+
+def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
+                  path=None):
+    """A gallery of the `count` lowest-weighted images, "given -> predicted".
+
+    Titles are red where the given label is known to be wrong, green where
+    known to be right. Returns PNG bytes (and writes `path`).
+    """
+    # keras-cv draws the gallery; imported here, as only the audit needs it.
+    import keras_cv
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = audit.lowest_weight_first()[:count]
+    columns = int(np.ceil(np.sqrt(len(rows))))
+    grid_rows = int(np.ceil(len(rows) / columns))
+    images = _display_images(examples, rows)
+    padding = grid_rows * columns - len(rows)
+    if padding:
+        images = np.concatenate([images, np.full(
+            (padding,) + images.shape[1:], 255, images.dtype)])
+    colours = {1: "tab:red", 0: "tab:green"}
+    legend = None
+    if audit.corrupted is not None:
+        from matplotlib import patches
+        legend = [patches.Patch(color=colours[1], label="label known wrong"),
+                  patches.Patch(color=colours[0], label="label known right")]
+    figure = keras_cv.visualization.plot_image_gallery(
+        images, value_range=(0, 255), rows=grid_rows, cols=columns,
+        scale=1.6, transparent=False, legend_handles=legend)
+    for axes, row in zip(figure.axes, rows):
+        known = -1 if audit.corrupted is None else int(audit.corrupted[row])
+        axes.set_title(
+            f"{class_names[audit.given_label[row]]} -> "
+            f"{class_names[audit.predicted_label[row]]}\n"
+            f"w={audit.weight[row]:.2f}", fontsize=7,
+            color=colours.get(known, "black"))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    if path is not None:
+        _replace_atomically(path, lambda file: file.write(buffer.getvalue()),
+                            mode="wb")
+    return buffer.getvalue()
+
+
+def run_audit(workdir, classifier, weighting_net, data,
+              gallery_size=DEFAULT_GALLERY_SIZE, verbose=1):
+    """Audits a run's training labels and writes the audit into `workdir`.
+
+    Args:
+        workdir: The run's work directory.
+        classifier, weighting_net: The trained networks.
+        data: The run's `PreparedData`.
+        gallery_size: Images in `suspect_labels.png`.
+        verbose: 1 shows a progress bar.
+
+    Returns:
+        A JSON-serialisable summary (for results.json): files written,
+        seconds, and the `detection_report` (None when no truth is known).
+    """
+    start = time.perf_counter()
+    audit = audit_labels(classifier, weighting_net, data.train_eval,
+                         data.train_examples, verbose=verbose)
+    write_csv(audit, os.path.join(workdir, "audit.csv"), data.class_names)
+    png = plot_suspects(audit, data.train_examples, data.class_names,
+                        count=gallery_size,
+                        path=os.path.join(workdir, "suspect_labels.png"))
+    writer = tf.summary.create_file_writer(
+        os.path.join(workdir, "tensorboard", "audit"))
+    with writer.as_default():
+        tf.summary.image("suspect_labels", tf.image.decode_png(png)[None],
+                         step=0)
+    writer.close()
+    detection = detection_report(audit)
+    summary = {"examples": len(audit), "csv": "audit.csv",
+               "gallery": "suspect_labels.png",
+               "seconds": time.perf_counter() - start,
+               "detection": detection}
+    logging.info("Label audit of %d training examples in %.0f s: %s/audit.csv",
+                 len(audit), summary["seconds"], workdir)
+    if detection is not None:
+        logging.info(
+            "Finding the %d corrupted labels: ROC AUC %.3f by V's weight "
+            "(%.3f by the loss); %.1f%% of the %d lowest weights are "
+            "corrupted (%.1f%% of the highest losses).", detection["flagged"],
+            detection["weight"]["roc_auc"] or float("nan"),
+            detection["loss"]["roc_auc"] or float("nan"),
+            100 * (detection["weight"]["precision"] or 0),
+            detection["flagged"],
+            100 * (detection["loss"]["precision"] or 0))
+    json.dumps(summary)  # Fails here, not after training, if not JSON.
+    return summary

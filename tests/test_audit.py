@@ -1,0 +1,251 @@
+"""The label audit (mwnet_tf.label_audit, mwnet_tf.audit) and reusing a learned V."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+from test_main import REPO, _image_tree, _parse, _run, _tiny_args
+
+import mwnet_tf
+from mwnet_tf import audit as audit_lib
+from mwnet_tf import callbacks as callbacks_lib
+from mwnet_tf import experiment
+from mwnet_tf import label_audit
+from mwnet_tf import main as main_lib
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+def _brute_force_auc(scores, positive):
+    pairs = [(p > n) + 0.5 * (p == n) for p in scores[positive]
+             for n in scores[~positive]]
+    return np.mean(pairs)
+
+
+def test_roc_auc_is_the_fraction_of_correctly_ordered_pairs():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        scores = rng.integers(0, 6, 60).astype(float)  # Many ties.
+        positive = rng.random(60) < 0.3
+        assert label_audit.roc_auc(scores, positive) == pytest.approx(
+            _brute_force_auc(scores, positive))
+    assert label_audit.roc_auc([1.0, 2.0], [True, True]) is None
+    assert label_audit.roc_auc([1.0, 2.0], [False, False]) is None
+
+
+def _audit(loss, weight, corrupted):
+    n = len(loss)
+    return label_audit.LabelAudit(
+        index=np.arange(n), file=None, given_label=np.zeros(n, np.int64),
+        predicted_label=np.zeros(n, np.int64),
+        predicted_probability=np.ones(n, np.float32),
+        loss=np.asarray(loss, np.float32), weight=np.asarray(weight, np.float32),
+        corrupted=np.asarray(corrupted, np.int8))
+
+
+def test_detection_report_scores_weights_beside_the_loss():
+    rng = np.random.default_rng(1)
+    corrupted = (rng.random(200) < 0.4).astype(np.int8)
+    loss = rng.exponential(1.0, 200) + 1.5 * corrupted
+    decreasing = 1.0 / (1.0 + loss)
+    report = label_audit.detection_report(_audit(loss, decreasing, corrupted))
+    assert report["flagged"] == corrupted.sum()
+    assert report["realised_noise_rate"] == pytest.approx(corrupted.mean())
+    # A decreasing V ranks examples as the loss does...
+    assert report["weight"] == report["loss"]
+    expected = _brute_force_auc(loss, corrupted.astype(bool))
+    assert report["loss"]["roc_auc"] == pytest.approx(expected)
+    lowest = np.argsort(decreasing)[:corrupted.sum()]
+    assert report["weight"]["precision"] == pytest.approx(
+        corrupted[lowest].mean())
+    # ...an increasing one reverses it (V trusts the suspects most).
+    increasing = loss / (1.0 + loss)
+    report = label_audit.detection_report(_audit(loss, increasing, corrupted))
+    assert report["weight"]["roc_auc"] == pytest.approx(1.0 - expected)
+    assert report["mean_weight_corrupted"] > report["mean_weight_clean"]
+    # Unknown truth (-1) is left out; no truth at all gives no report.
+    partly = np.where(np.arange(200) < 50, -1, corrupted).astype(np.int8)
+    report = label_audit.detection_report(_audit(loss, decreasing, partly))
+    assert report["num_examples_with_known_label"] == 150
+    assert label_audit.detection_report(
+        _audit(loss, decreasing, np.full(200, -1))) is None
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny finished MW-Net run under 40% uniform noise, audited at its end."""
+    root = tmp_path_factory.mktemp("audited")
+    tree = _image_tree(root / "tree", 12, 20, seed=0)
+    workdir = root / "run"
+    results = _run(_tiny_args(workdir, tree, root / "cache",
+                              "--method=mwnet", "--noise_rate=0.4"))
+    return workdir, results
+
+
+def _read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.mark.slow
+def test_audit_rows_are_the_labels_the_run_trained_on(finished_run):
+    workdir, results = finished_run
+    with open(workdir / "config.json") as file:
+        config = json.load(file)
+    data = experiment.prepare_data(config)
+    examples = data.train_examples
+    rows = _read_csv(workdir / "audit.csv")
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(examples) + 1))
+    weights = np.array([float(r["weight"]) for r in rows])
+    assert (np.diff(weights) >= 0).all()  # Lowest weight first.
+
+    # Each row is the example its index names: its given (noisy) label, its
+    # file, and whether the noise changed its label.
+    position = {int(i): p for p, i in enumerate(examples.index)}
+    assert sorted(position) == sorted(int(r["index"]) for r in rows)
+    classifier = keras.saving.load_model(workdir / "classifier.keras")
+    net = mwnet_tf.load_weighting_net(workdir / "weighting_net.keras")
+    predicted = np.concatenate([np.argmax(classifier.predict(x, verbose=0), 1)
+                                for x, _ in data.train_eval])
+    for row in rows:
+        p = position[int(row["index"])]
+        assert int(row["given_label"]) == examples.labels[p]
+        assert row["given_class"] == data.class_names[examples.labels[p]]
+        assert row["file"] == examples.files[p]
+        assert int(row["corrupted"]) == int(
+            examples.labels[p] != examples.clean_labels[p])
+        assert int(row["predicted_label"]) == predicted[p]
+        # The weight is V's verdict on the row's loss.
+        assert float(row["weight"]) == pytest.approx(
+            float(net(np.array([float(row["loss"])], "float32"))[0]),
+            abs=2e-4)
+    corrupted = np.array([int(r["corrupted"]) for r in rows])
+    assert 0 < corrupted.sum() < len(rows)
+
+    audit = results["label_audit"]
+    detection = audit["detection"]
+    assert audit["examples"] == len(rows)
+    assert detection["flagged"] == corrupted.sum()
+    assert detection["realised_noise_rate"] == pytest.approx(
+        results["data"]["realised_noise_rate"])
+    assert detection["weight"]["roc_auc"] == pytest.approx(
+        label_audit.roc_auc(-weights, corrupted.astype(bool)), abs=0.02)
+    with open(workdir / "suspect_labels.png", "rb") as file:
+        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(workdir / "tensorboard" / "audit")
+
+
+@pytest.mark.slow
+def test_audit_command_reproduces_the_audit_of_the_run(finished_run,
+                                                       tmp_path):
+    workdir, results = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    for name in label_audit.OUTPUTS:
+        os.remove(copy / name)
+    process = subprocess.run(
+        [sys.executable, "-m", "mwnet_tf.audit", f"--workdir={copy}",
+         "--verbose=0"], cwd=REPO, capture_output=True, text=True,
+        timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert process.returncode == 0, process.stderr
+    with open(workdir / "audit.csv") as a, open(copy / "audit.csv") as b:
+        assert a.read() == b.read()
+    assert (copy / "suspect_labels.png").exists()
+    with open(copy / "results.json") as file:
+        rewritten = json.load(file)
+    for summary in (rewritten["label_audit"], results["label_audit"]):
+        summary.pop("seconds")
+    assert rewritten == json.loads(json.dumps(results))
+
+
+@pytest.mark.slow
+def test_audit_refuses_what_it_cannot_audit(finished_run, tmp_path):
+    workdir, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    with open(copy / "results.json") as file:
+        before = file.read()
+
+    def fails(match, **kwargs):
+        with pytest.raises(audit_lib.AuditError, match=match):
+            audit_lib.audit_run(str(copy), verbose=0, **kwargs)
+
+    fails(r"does not exist", data_path=str(tmp_path / "moved"))
+    # Other images: the rebuilt split is not the one the run trained on.
+    other = _image_tree(tmp_path / "other", 10, 20, seed=3)
+    fails("differs from the one the run trained on .*num_train",
+          data_path=other, cache_dir=str(tmp_path / "cache"))
+    with open(copy / "results.json") as file:
+        assert file.read() == before  # Nothing written by a refused audit.
+    with open(copy / "config.json") as file:
+        config = json.load(file)
+    with open(copy / "config.json", "w") as file:
+        json.dump(dict(config, data_path=str(tmp_path / "moved")), file)
+    fails("does not exist.* If the data has moved since the run, pass "
+          "--data_path")
+    with open(copy / "config.json", "w") as file:
+        json.dump(dict(config, method="ce"), file)
+    fails("--method=ce, which learns no weighting net")
+    os.remove(copy / "classifier.keras")
+    fails("holds no classifier.keras: it is not a finished run")
+    with pytest.raises(audit_lib.AuditError, match="is not a directory"):
+        audit_lib.audit_run(str(tmp_path / "nowhere"))
+
+
+@pytest.mark.slow
+def test_fixed_method_trains_with_the_learned_weighting_net(finished_run,
+                                                            tmp_path):
+    """--method=fixed: V as learned, frozen; no meta step; audited too."""
+    source, _ = finished_run
+    learned = source / "weighting_net.keras"
+    with open(source / "config.json") as file:
+        config = json.load(file)
+    tree, cache = config["data_path"], config["cache_dir"]
+    workdir = tmp_path / "fixed"
+    results = _run(_tiny_args(workdir, tree, cache, "--method=fixed",
+                              f"--weighting_net={learned}",
+                              "--noise_rate=0.4", "--seed=2"))
+    before = mwnet_tf.load_weighting_net(learned).get_weights()
+    after = mwnet_tf.load_weighting_net(
+        workdir / "weighting_net.keras").get_weights()
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    history = callbacks_lib.read_history(workdir / "history.csv")
+    assert "meta_loss" not in history[-1] and "mean_weight" in history[-1]
+    assert results["label_audit"]["detection"] is not None
+    assert (workdir / "weighting_function.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method=fixed"], "--method=fixed trains with a learned V"),
+    (["--method=ce", "--weighting_net=w.keras"],
+     "--weighting_net is for --method=fixed or --method=mwnet"),
+])
+def test_weighting_net_flag_combinations_are_checked(args, message):
+    with flagsaver.flagsaver():
+        with pytest.raises(flags.Error, match=message):
+            _parse(["--workdir=unused"] + args)
+
+
+def test_bad_weighting_net_file_fails_before_training(tmp_path):
+    not_a_net = tmp_path / "classifier.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).save(
+        not_a_net)
+    for path, message in ((tmp_path / "missing.keras", "is not a file"),
+                          (not_a_net, "not one weight in \\[0, 1\\] per loss"
+                           "|is not a saved weighting net")):
+        with pytest.raises(main_lib.ExperimentError, match=message):
+            _run(["--flagfile=flags/base.cfg", f"--workdir={tmp_path / 'run'}",
+                  "--method=fixed", f"--weighting_net={path}"])
+    assert not (tmp_path / "run").exists()
