@@ -210,7 +210,12 @@ def _replace_atomically(path, write, mode="w"):
     """Writes a file through a temporary one, so a failure leaves the old."""
     directory = os.path.dirname(os.path.abspath(path))
     handle, staging = tempfile.mkstemp(prefix=".partial-", dir=directory)
+    # mkstemp makes the file private (0600); give it the permissions an
+    # ordinary new file gets, as the run's other outputs have.
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(staging, 0o666 & ~umask)
         with os.fdopen(handle, mode, newline="" if "b" not in mode else None) \
                 as file:
             write(file)

@@ -143,6 +143,10 @@ def test_audit_rows_are_the_labels_the_run_trained_on(finished_run):
         label_audit.roc_auc(-weights, corrupted.astype(bool)), abs=0.02)
     with open(workdir / "suspect_labels.png", "rb") as file:
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    # Written through temporary files, yet as readable as the other outputs.
+    for name in label_audit.OUTPUTS + ("results.json",):
+        assert (os.stat(workdir / name).st_mode & 0o777
+                == os.stat(workdir / "config.json").st_mode & 0o777)
     assert os.listdir(workdir / "tensorboard" / "audit")
 
 
@@ -161,7 +165,9 @@ def test_audit_command_reproduces_the_audit_of_the_run(finished_run,
     assert process.returncode == 0, process.stderr
     with open(workdir / "audit.csv") as a, open(copy / "audit.csv") as b:
         assert a.read() == b.read()
-    assert (copy / "suspect_labels.png").exists()
+    for name in label_audit.OUTPUTS + ("results.json",):
+        assert (os.stat(copy / name).st_mode & 0o777
+                == os.stat(workdir / name).st_mode & 0o777)
     with open(copy / "results.json") as file:
         rewritten = json.load(file)
     for summary in (rewritten["label_audit"], results["label_audit"]):
