@@ -8,8 +8,9 @@ reflect-pad crop + flip, normalise, batch) on the real CIFAR-10 archive of
 ../shared/data (decoded once into the cache), or on random 32x32 images if the
 archive is not there. Reports the median of several timed passes over
 --num_batches batches after --warmup batches. With --compare_alternatives it
-also times the pipeline without augmentation and two other ways to augment
-(per-image tf.image stateless ops; Keras RandomCrop/RandomFlip on batches).
+also times the pipeline without augmentation and three other ways to augment
+(per-image tf.image stateless ops; Keras, and keras-cv, RandomCrop/RandomFlip
+on batches).
 """
 
 import os
@@ -96,12 +97,30 @@ def _alternatives(images, labels, batch_size, seed):
         batch_size, drop_remainder=True).map(
             keras_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
                 tf.data.AUTOTUNE)
+
+    import keras_cv  # The keras-cv layers of the same augmentation.
+    cv_crop = keras_cv.layers.RandomCrop(32, 32, seed=seed)
+    cv_flip = keras_cv.layers.RandomFlip("horizontal", seed=seed + 1)
+
+    def keras_cv_batch(indices):
+        batch = tf.pad(tf.gather(images_t, indices),
+                       [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
+        batch = cv_flip(cv_crop(tf.cast(batch, tf.float32)))
+        return (data_lib.normalize(batch, data_lib.CIFAR_MEAN,
+                                   data_lib.CIFAR_STD),
+                tf.gather(labels_t, indices))
+
+    keras_cv_ds = tf.data.Dataset.range(n).shuffle(n, seed=seed).batch(
+        batch_size, drop_remainder=True).map(
+            keras_cv_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+                tf.data.AUTOTUNE)
     plain_ds = data_lib.array_dataset(images, labels, batch_size,
                                       shuffle=True, drop_remainder=True,
                                       seed=seed)
     return {"no augmentation (gather + normalise only)": plain_ds,
             "per-image tf.image stateless crop/flip": per_image_ds,
-            "Keras RandomCrop + RandomFlip on batches": keras_ds}
+            "Keras RandomCrop + RandomFlip on batches": keras_ds,
+            "keras-cv RandomCrop + RandomFlip on batches": keras_cv_ds}
 
 
 def main(argv):

@@ -301,6 +301,9 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
     figure = keras_cv.visualization.plot_image_gallery(
         images, value_range=(0, 255), rows=grid_rows, cols=columns,
         scale=1.6, transparent=False, legend_handles=legend)
+    if legend is not None:  # keras-cv puts it over the last row; move it up.
+        figure.legends[0].set_bbox_to_anchor((0.5, 1.0))
+        figure.legends[0].set(ncols=2)
     for axes, row in zip(figure.axes, rows):
         known = -1 if audit.corrupted is None else int(audit.corrupted[row])
         axes.set_title(
@@ -309,7 +312,8 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
             f"w={audit.weight[row]:.2f}", fontsize=7,
             color=colours.get(known, "black"))
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight",
+                   bbox_extra_artists=figure.legends)
     plt.close(figure)
     if path is not None:
         _replace_atomically(path, lambda file: file.write(buffer.getvalue()),

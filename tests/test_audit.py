@@ -15,6 +15,7 @@ from absl.testing import flagsaver
 from test_main import REPO, _image_tree, _parse, _run, _tiny_args
 
 import mwnet_tf
+import mwnet_tf.data
 from mwnet_tf import audit as audit_lib
 from mwnet_tf import callbacks as callbacks_lib
 from mwnet_tf import experiment
@@ -80,6 +81,29 @@ def test_detection_report_scores_weights_beside_the_loss():
     assert report["num_examples_with_known_label"] == 150
     assert label_audit.detection_report(
         _audit(loss, decreasing, np.full(200, -1))) is None
+
+
+def test_gallery_of_file_backed_data_reads_only_the_suspects(tmp_path):
+    """Clothing1M-sized data: the gallery decodes its images and no others."""
+    from PIL import Image
+    rng = np.random.default_rng(2)
+    paths = []
+    for i in range(30):
+        path = str(tmp_path / f"{i}.jpg")
+        if i < 4:  # Only the four lowest-weighted images exist.
+            Image.fromarray(rng.integers(0, 255, (40, 30, 3), np.uint8)).save(
+                path)
+        paths.append(path)
+    labels = rng.integers(0, 3, 30)
+    examples = mwnet_tf.data.Split(labels=labels, paths=np.array(paths),
+                                   clean_labels=np.full(30, -1))
+    weight = np.linspace(0.0, 1.0, 30, dtype=np.float32)
+    audit = _audit(loss=1.0 - weight, weight=weight,
+                   corrupted=np.full(30, -1))
+    png = label_audit.plot_suspects(audit, examples, ["a", "b", "c"], count=4,
+                                    path=tmp_path / "gallery.png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "gallery.png").read_bytes() == png
 
 
 @pytest.fixture(scope="module")
