@@ -82,38 +82,28 @@ def _alternatives(images, labels, batch_size, seed):
             per_image, num_parallel_calls=tf.data.AUTOTUNE).batch(
                 batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
-    crop = keras.layers.RandomCrop(32, 32, seed=seed)
-    flip = keras.layers.RandomFlip("horizontal", seed=seed + 1)
+    def batched_layers(crop, flip):
+        """Reflect-pad 4, then `crop` and `flip` layers on whole batches."""
+        def augment(indices):
+            batch = tf.pad(tf.gather(images_t, indices),
+                           [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
+            batch = flip(crop(tf.cast(batch, tf.float32)))
+            return (data_lib.normalize(batch, data_lib.CIFAR_MEAN,
+                                       data_lib.CIFAR_STD),
+                    tf.gather(labels_t, indices))
 
-    def keras_batch(indices):
-        batch = tf.pad(tf.gather(images_t, indices),
-                       [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
-        batch = flip(crop(tf.cast(batch, tf.float32)))
-        return (data_lib.normalize(batch, data_lib.CIFAR_MEAN,
-                                   data_lib.CIFAR_STD),
-                tf.gather(labels_t, indices))
+        return tf.data.Dataset.range(n).shuffle(n, seed=seed).batch(
+            batch_size, drop_remainder=True).map(
+                augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+                    tf.data.AUTOTUNE)
 
-    keras_ds = tf.data.Dataset.range(n).shuffle(n, seed=seed).batch(
-        batch_size, drop_remainder=True).map(
-            keras_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-                tf.data.AUTOTUNE)
-
-    import keras_cv  # The keras-cv layers of the same augmentation.
-    cv_crop = keras_cv.layers.RandomCrop(32, 32, seed=seed)
-    cv_flip = keras_cv.layers.RandomFlip("horizontal", seed=seed + 1)
-
-    def keras_cv_batch(indices):
-        batch = tf.pad(tf.gather(images_t, indices),
-                       [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
-        batch = cv_flip(cv_crop(tf.cast(batch, tf.float32)))
-        return (data_lib.normalize(batch, data_lib.CIFAR_MEAN,
-                                   data_lib.CIFAR_STD),
-                tf.gather(labels_t, indices))
-
-    keras_cv_ds = tf.data.Dataset.range(n).shuffle(n, seed=seed).batch(
-        batch_size, drop_remainder=True).map(
-            keras_cv_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-                tf.data.AUTOTUNE)
+    import keras_cv  # Only for its layers of the same augmentation.
+    keras_ds = batched_layers(
+        keras.layers.RandomCrop(32, 32, seed=seed),
+        keras.layers.RandomFlip("horizontal", seed=seed + 1))
+    keras_cv_ds = batched_layers(
+        keras_cv.layers.RandomCrop(32, 32, seed=seed),
+        keras_cv.layers.RandomFlip("horizontal", seed=seed + 1))
     plain_ds = data_lib.array_dataset(images, labels, batch_size,
                                       shuffle=True, drop_remainder=True,
                                       seed=seed)
