@@ -257,7 +257,7 @@ def run():
     if learned_weights and FLAGS.audit:
         results["label_audit"] = label_audit.run_audit(
             workdir, model.classifier, model.weighting_net, data,
-            verbose=verbose)
+            verbose=1 if verbose == "auto" else verbose)
     with open(os.path.join(workdir, "results.json"), "w") as file:
         json.dump(results, file, indent=2)
     logging.info("Final test accuracy %.4f; test accuracy at best meta "
