@@ -132,13 +132,37 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     `TerminateOnNaN` stops a run mid-epoch, but Keras still ends the epoch;
     the stock callback would then overwrite the last good backup with NaNs.
+
+    Keras 3's callback has no notion of workers: under
+    MultiWorkerMirroredStrategy every worker would write the same files.
+    With `writes_backup=False` (every worker but the chief) it restores from
+    `backup_dir` at the start of training, as the chief does, and never
+    writes or deletes it; `backup_dir` must then be storage that every
+    worker reads (the same path on a shared filesystem).
+
+    Args:
+        backup_dir: As `keras.callbacks.BackupAndRestore`.
+        writes_backup: Whether this process writes (and deletes) the backup.
+        **kwargs: Passed to `keras.callbacks.BackupAndRestore`.
     """
+
+    def __init__(self, backup_dir, writes_backup=True, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.writes_backup = writes_backup
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             return
         super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        if self.writes_backup:
+            super()._save_model()
+
+    def on_train_end(self, logs=None):
+        if self.writes_backup:
+            super().on_train_end(logs)
 
 
 def read_history(path):

@@ -52,6 +52,9 @@ def learning_rate_schedule(config, steps_per_epoch):
 def build_model(config, num_classes, image_shape):
     """The run's `MetaWeightNet`: a zoo classifier and V (new or loaded)."""
     model_kwargs = {"input_shape": tuple(image_shape), "seed": config["seed"]}
+    # .get: work directories written before the flag existed lack it.
+    if config.get("synchronized_batch_norm"):
+        model_kwargs["synchronized_batch_norm"] = True
     if config["dropout_rate"] is not None:
         model_kwargs["dropout_rate"] = config["dropout_rate"]
     if config["pretrained_weights"]:

@@ -9,6 +9,7 @@ from absl import flags
 
 import zoo
 from mwnet_tf.data import DATASETS, NOISE_TYPES
+from mwnet_tf.distribute import STRATEGIES
 from mwnet_tf.trainer import LOOKAHEADS, METHODS, WEIGHT_NORMALIZATIONS
 
 
@@ -24,9 +25,11 @@ def define_flags():
                       "replaced).")
     flags.DEFINE_integer("seed", 1, "Seed of the meta set, noise, shuffling, "
                          "augmentation and initialisation.", lower_bound=0)
-    flags.DEFINE_enum("distribute", "none", ["none", "mirrored"],
+    flags.DEFINE_enum("distribute", "none", list(STRATEGIES),
                       "`mirrored`: tf.distribute.MirroredStrategy over all "
-                      "local GPUs (or CPUs).")
+                      "local GPUs (or CPUs); `multi_worker`: "
+                      "MultiWorkerMirroredStrategy over the cluster in "
+                      "TF_CONFIG (run the same command on every worker).")
     flags.DEFINE_bool("mixed_bfloat16", False, "Compute in bfloat16 "
                       "(keras mixed_bfloat16 policy); losses and weights stay "
                       "float32.")
@@ -66,6 +69,10 @@ def define_flags():
     # ## Model
     flags.DEFINE_string("model", "resnet32", "Classifier: one of "
                         f"{', '.join(zoo.names())}.")
+    flags.DEFINE_bool("synchronized_batch_norm", False, "BatchNorm "
+                      "statistics over the global batch of all replicas "
+                      "(with --distribute): N replicas then compute what one "
+                      "device would, at the cost of all-reduces per layer.")
     flags.DEFINE_float("dropout_rate", None, "Dropout of Wide ResNets.",
                        lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_string("pretrained_weights", None, "resnet50 only: a local "
@@ -138,6 +145,12 @@ def define_flags():
         ["method", "weighting_net"],
         lambda f: not f["weighting_net"] or f["method"] in ("mwnet", "fixed"),
         message="--weighting_net is for --method=fixed or --method=mwnet.")
+    flags.register_multi_flags_validator(
+        ["meta_interval", "steps_per_execution", "distribute"],
+        lambda f: (f["meta_interval"] == 1 or f["steps_per_execution"] == 1
+                   or f["distribute"] == "none"),
+        message="--meta_interval > 1 with --distribute needs "
+        "--steps_per_execution=1 (the meta step is chosen between calls).")
     flags.register_multi_flags_validator(
         ["model", "pretrained_weights"],
         lambda f: f["pretrained_weights"] is None or f["model"] == "resnet50",

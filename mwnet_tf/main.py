@@ -24,6 +24,7 @@ import tensorflow as tf
 import mwnet_tf
 from mwnet_tf import callbacks as callbacks_lib
 from mwnet_tf import data as data_lib
+from mwnet_tf import distribute as distribute_lib
 from mwnet_tf import experiment
 from mwnet_tf import experiment_flags
 from mwnet_tf import label_audit
@@ -75,6 +76,9 @@ def check_workdir(workdir, config, overwrite):
         previous = json.load(file)
     comparable = {k: v for k, v in config.items() if k not in _RUN_CONTROL_FLAGS}
     previous = {k: v for k, v in previous.items() if k not in _RUN_CONTROL_FLAGS}
+    # A flag added since that run was made: the run used its default.
+    previous.update({k: FLAGS[k].default for k in comparable
+                     if k not in previous and k in FLAGS})
     if previous == comparable:
         return True
     if not overwrite:
@@ -107,7 +111,12 @@ def claim_workdir(workdir, config, resuming):
 
 
 def check_paths():
-    """Checks every path flag before anything expensive starts."""
+    """Checks every path flag (and TF_CONFIG) before anything expensive starts."""
+    if FLAGS.distribute == "multi_worker":
+        try:
+            distribute_lib.check_tf_config()
+        except ValueError as error:
+            raise ExperimentError(str(error)) from error
     try:
         data_lib.check_data_paths(FLAGS.dataset, data_dir=FLAGS.data_dir,
                                   path=FLAGS.data_path,
@@ -155,7 +164,11 @@ def summarise(history, test_logs, statistics, steps_per_epoch):
 
 
 def run():
-    """The experiment, once flags are parsed. Returns the results dict."""
+    """The experiment, once flags are parsed.
+
+    Returns:
+        The results dict; None on a worker other than the chief.
+    """
     workdir = FLAGS.workdir
     config = resolved_config()
     check_paths()
@@ -172,11 +185,12 @@ def run():
     if FLAGS.mixed_bfloat16:
         keras.config.set_dtype_policy("mixed_bfloat16")
 
-    # ## Strategy
-    strategy = (tf.distribute.MirroredStrategy()
-                if FLAGS.distribute == "mirrored"
-                else tf.distribute.get_strategy())
+    # ## Strategy: with multi_worker, creating it waits for every worker.
+    strategy = distribute_lib.make_strategy(FLAGS.distribute)
     replicas = strategy.num_replicas_in_sync
+    # Only the chief writes the work directory; the other workers run the
+    # same steps (every collective op needs them) and write nothing of it.
+    chief = distribute_lib.is_chief(strategy)
     for name in ("batch_size", "meta_batch_size"):
         if FLAGS[name].value % replicas:
             raise ExperimentError(
@@ -212,10 +226,16 @@ def run():
             steps_per_execution=FLAGS.steps_per_execution)
 
     # ## Fit: all input is valid, so the work directory becomes this run's.
-    claim_workdir(workdir, config, resuming)
+    if chief:
+        claim_workdir(workdir, config, resuming)
+    if distribute_lib.is_multi_worker(strategy):
+        # No worker restores from the work directory before the chief has
+        # made it this run's.
+        distribute_lib.barrier(strategy)
     logging.info("%s %s", "Resuming" if resuming else "Starting", workdir)
     logs_dir = os.path.join(workdir, "tensorboard")
     history_path = os.path.join(workdir, "history.csv")
+    learned_weights = FLAGS.method in label_audit.METHODS
     # Order matters: callbacks that add to the epoch logs come before those
     # that record them.
     callbacks = [
@@ -223,20 +243,28 @@ def run():
         callbacks_lib.EpochTimer(),
         callbacks_lib.MetaSetEvaluation(data.meta_eval),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(history_path, append=True),
-        keras.callbacks.TensorBoard(logs_dir, histogram_freq=1),
-        callbacks_lib.FiniteBackupAndRestore(os.path.join(workdir, "backup"),
-                                             delete_checkpoint=False),
     ]
-    learned_weights = FLAGS.method in label_audit.METHODS
-    if learned_weights:
-        callbacks.insert(0, callbacks_lib.WeightingFunctionLogger(
-            os.path.join(logs_dir, "weighting")))
+    if chief:
+        callbacks += [keras.callbacks.CSVLogger(history_path, append=True),
+                      keras.callbacks.TensorBoard(logs_dir, histogram_freq=1)]
+        if learned_weights:
+            callbacks.insert(0, callbacks_lib.WeightingFunctionLogger(
+                os.path.join(logs_dir, "weighting")))
+    # Every worker restores from the chief's backup; only the chief writes it.
+    callbacks.append(callbacks_lib.FiniteBackupAndRestore(
+        os.path.join(workdir, "backup"), delete_checkpoint=False,
+        writes_backup=chief))
     verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     model.fit(mwnet_tf.with_meta(data.train, data.meta),
               epochs=FLAGS.epochs, validation_data=data.test,
-              callbacks=callbacks, verbose=verbose,
+              callbacks=callbacks, verbose=verbose if chief else 0,
               shuffle=False)  # The pipeline shuffles, seeded per epoch.
+    # Every worker evaluates (its share of the test set, in one collective).
+    test_logs = model.evaluate(data.test, verbose=0, return_dict=True)
+    if not chief:
+        logging.info("Worker done; the chief writes the results to %s",
+                     workdir)
+        return None
 
     # ## Report
     history = callbacks_lib.read_history(history_path)
@@ -245,7 +273,6 @@ def run():
             f"The training loss became NaN in epoch {len(history)}; the last "
             f"good checkpoint is kept in {workdir}/backup. Lower --lr or "
             "--meta_lr, then rerun with --overwrite.")
-    test_logs = model.evaluate(data.test, verbose=0, return_dict=True)
     results = summarise(history, test_logs, data.statistics,
                         data.steps_per_epoch)
     model.classifier.save(os.path.join(workdir, "classifier.keras"))

@@ -31,6 +31,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from mwnet_tf import distribute as distribute_lib
 from mwnet_tf.weighting_net import WeightingNet
 
 METHODS = ("mwnet", "l2rw", "ce", "fixed")
@@ -182,8 +183,9 @@ class MetaWeightNet(keras.Model):
         weight_normalization: "mean" uses mean_i(v_i * l_i) (MW-Net.py);
             "sum" uses sum_i(v_i * l_i) / sum_i(v_i) (the paper's appendix).
         meta_interval: Update theta every this many steps (1 = every step);
-            the other steps reuse the current V. Values above 1 need a
-            single replica.
+            the other steps reuse the current V. With several replicas the
+            two kinds of step are two traced functions, chosen on the host
+            before each call, so `steps_per_execution` must be 1.
         meta_scope: Which classifier variables the lookahead moves. "all"
             (default) is the exact algorithm. "head" (the last layer that
             owns weights), an integer k (the last k such layers, see
@@ -231,6 +233,9 @@ class MetaWeightNet(keras.Model):
         self.lookahead = lookahead
         self.weight_normalization = weight_normalization
         self.meta_interval = int(meta_interval)
+        # Set per call when the host chooses the kind of step (see
+        # `_meta_step_chosen_on_host`).
+        self._with_meta_step = True
         self.from_logits = from_logits
         # Losses and weights live in the weighting net's dtype (float32 unless
         # asked otherwise), never in a bfloat16 compute dtype.
@@ -295,13 +300,12 @@ class MetaWeightNet(keras.Model):
             meta_optimizer = keras.optimizers.LossScaleOptimizer(
                 meta_optimizer, name="meta_loss_scale_optimizer")
         self.meta_optimizer = meta_optimizer
-        if (self.meta_interval > 1
-                and self.distribute_strategy.num_replicas_in_sync > 1):
-            # The conditional meta step would put a cross-replica sync point
-            # inside tf.cond, which tf.distribute does not support.
+        if (self._meta_step_chosen_on_host()
+                and self.steps_per_execution != 1):
             raise ValueError(
-                "meta_interval > 1 needs a single replica; use meta_interval=1 "
-                "under a multi-replica strategy.")
+                "meta_interval > 1 under a multi-replica strategy chooses the "
+                "meta step between calls of the train function, so it needs "
+                f"steps_per_execution=1; got {self.steps_per_execution}.")
         self.weight_decay = float(weight_decay)
         self.meta_weight_decay = float(meta_weight_decay)
         # Build now, outside any tf.function, so that the slots exist for the
@@ -328,6 +332,64 @@ class MetaWeightNet(keras.Model):
         for unused in ("loss", "metrics", "loss_weights", "weighted_metrics"):
             config.pop(unused, None)
         self.compile(**config)
+
+    # ------------------------------------------- Keras under tf.distribute
+
+    def _meta_step_chosen_on_host(self):
+        """Whether the steps with and without a meta step are two functions.
+
+        A conditional meta step in the graph would put the optimiser's
+        cross-replica merge inside `tf.cond`, which tf.distribute does not
+        support; with several replicas, `make_train_function` traces both
+        kinds of step and picks one per call instead.
+        """
+        return (self.method == "mwnet" and self.meta_interval > 1
+                and self.distribute_strategy.num_replicas_in_sync > 1)
+
+    def make_train_function(self, force=False):
+        if not self._meta_step_chosen_on_host():
+            return super().make_train_function(force)
+        if self.train_function is not None and not force:
+            return self.train_function
+        functions = {}
+        for with_meta_step in (True, False):
+            super().make_train_function(force=True)
+            functions[with_meta_step] = self.train_function
+
+        def train_function(iterator):
+            # Read on the host, before the step: the step about to run is
+            # iteration `iterations`, as in the single-replica tf.cond.
+            step = int(self.optimizer.iterations.numpy())
+            self._with_meta_step = step % self.meta_interval == 0
+            # Each function traces (once) with the flag it is called with.
+            return functions[self._with_meta_step](iterator)
+
+        self.train_function = train_function
+        return self.train_function
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # keras-team/keras#20585: under MultiWorkerMirroredStrategy Keras's
+        # method reduces the first distributed batch with
+        # strategy.reduce(..., axis=None), which cannot convert its PerReplica
+        # values, before building the model symbolically. There is nothing to
+        # build: the classifier is built before it is wrapped, V on creation,
+        # both optimisers in `compile`, and there are no compiled metrics.
+        if distribute_lib.is_multi_worker(self.distribute_strategy):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _logs_for_keras(self, logs):
+        """The step's logs, shaped for Keras's reduction over replicas.
+
+        keras-team/keras#20585: under MultiWorkerMirroredStrategy Keras
+        reduces step outputs with strategy.reduce("MEAN", value, axis=0),
+        which fails on scalars. As vectors of one element they reduce to the
+        scalar mean over replicas, which is what Keras reports under
+        MirroredStrategy.
+        """
+        if not distribute_lib.is_multi_worker(self.distribute_strategy):
+            return logs
+        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
 
     @property
     def metrics(self):
@@ -423,6 +485,9 @@ class MetaWeightNet(keras.Model):
             return self._l2rw_weights(forward, x_meta, y_meta)
         if self.meta_interval == 1:
             self._meta_update(forward, x_meta, y_meta)
+        elif self._meta_step_chosen_on_host():
+            if self._with_meta_step:
+                self._meta_update(forward, x_meta, y_meta)
         else:
             self._maybe_meta_update(forward, x_meta, y_meta)
         return ops.stop_gradient(
@@ -584,7 +649,8 @@ class MetaWeightNet(keras.Model):
             logs += ["clean_weight", "corrupted_weight"]
         if self.method in ("mwnet", "l2rw"):
             logs += ["meta_loss", "meta_accuracy"]
-        return {m.name: m.result() for m in self.metrics if m.name in logs}
+        return self._logs_for_keras(
+            {m.name: m.result() for m in self.metrics if m.name in logs})
 
     def _record_meta_metrics(self, meta_loss, y_meta, meta_outputs):
         self.meta_loss_tracker.update_state(meta_loss * _num_replicas())
@@ -597,8 +663,8 @@ class MetaWeightNet(keras.Model):
         outputs = self.classifier(x, training=False)
         self.loss_tracker.update_state(ops.mean(self._per_example_loss(y, outputs)))
         self.accuracy_tracker.update_state(y, outputs)
-        return {"loss": self.loss_tracker.result(),
-                "accuracy": self.accuracy_tracker.result()}
+        return self._logs_for_keras({"loss": self.loss_tracker.result(),
+                                     "accuracy": self.accuracy_tracker.result()})
 
     def sample_weights(self, x, y, training=False):
         """The weights V(l_i; theta) the current nets give a batch.

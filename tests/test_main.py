@@ -227,6 +227,9 @@ def test_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
     (["--vnet_hidden=0"], "vnet_hidden"),
     (["--meta_scope=0"], "meta_scope"),
     (["--meta_scope=logits,,stage3"], "meta_scope"),
+    (["--distribute=parameter_server"], "distribute"),
+    (["--distribute=multi_worker", "--meta_interval=2",
+      "--steps_per_execution=4"], "steps_per_execution=1"),
 ])
 def test_invalid_flags_are_rejected_at_parse_time(args, message):
     with flagsaver.flagsaver():
@@ -239,13 +242,47 @@ def test_invalid_flags_are_rejected_at_parse_time(args, message):
     (["--model=resnet50", "--pretrained_weights=/no/such.weights.h5"],
      "is not a file"),
     (["--dataset=cifar100", "--download=false"], "data_dir"),
+    (["--distribute=multi_worker"], "needs the cluster in the TF_CONFIG"),
 ])
-def test_bad_input_fails_before_training(args, message, tmp_path):
+def test_bad_input_fails_before_training(args, message, tmp_path,
+                                         monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(main_lib.ExperimentError, match=message):
         _run(["--flagfile=flags/base.cfg", f"--workdir={tmp_path / 'run'}",
               f"--data_dir={tmp_path / 'tfds'}", *args])
     # Nothing was written: fixing the flag and rerunning is not refused.
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("{not json", "not valid JSON"),
+    ('{"cluster": {"worker": ["localhost:1"]}}', 'needs a "cluster" and a'),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", '
+     '"index": 1}}', "is not in its cluster"),
+])
+def test_bad_tf_config_fails_before_training(tf_config, message, tmp_path,
+                                             monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(main_lib.ExperimentError, match=message):
+        _run(["--flagfile=flags/base.cfg", f"--workdir={tmp_path / 'run'}",
+              "--distribute=multi_worker"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_from_before_a_new_flag_resumes(tmp_path):
+    """A config.json without a flag added since: the run used its default."""
+    workdir = str(tmp_path / "run")
+    with flagsaver.flagsaver():
+        _parse([f"--workdir={workdir}"])
+        config = main_lib.resolved_config()
+    older = {k: v for k, v in config.items() if k != "synchronized_batch_norm"}
+    main_lib.claim_workdir(workdir, older, resuming=False)
+    with flagsaver.flagsaver():
+        assert main_lib.check_workdir(workdir, config, False) is True
+        changed = dict(config, synchronized_batch_norm=True)
+        with pytest.raises(main_lib.ExperimentError,
+                           match="--synchronized_batch_norm"):
+            main_lib.check_workdir(workdir, changed, False)
 
 
 @pytest.mark.parametrize("flag, layers", [

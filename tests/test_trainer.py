@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import mwnet_tf
+import zoo
 
 NUM_CLASSES = 3
 FEATURES = 5
@@ -83,12 +84,13 @@ def _reference_meta_loss(model, x, y, x_meta, y_meta, moved_layers=None):
 
 def _compiled(lookahead="sgd", weight_normalization="mean", dtype="float32",
               method="mwnet", batch_norm=True, seed=0, meta_scope="all",
-              **compile_kwargs):
+              meta_interval=1, **compile_kwargs):
     model = mwnet_tf.MetaWeightNet(
         _classifier(dtype, batch_norm, seed),
         mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=seed, dtype=dtype),
         method=method, lookahead=lookahead,
-        weight_normalization=weight_normalization, meta_scope=meta_scope)
+        weight_normalization=weight_normalization, meta_scope=meta_scope,
+        meta_interval=meta_interval)
     compile_kwargs.setdefault(
         "optimizer", keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True))
     model.compile(**compile_kwargs)
@@ -508,11 +510,66 @@ def test_save_and_load_round_trip(tmp_path):
                                model.weighting_function([0.5, 2.0]))
 
 
-def test_meta_interval_needs_one_replica(two_replica_strategy):
+def _max_difference(model_a, model_b):
+    return max(float(np.max(np.abs(a.numpy() - b.numpy())))
+               for a, b in zip(model_a.variables, model_b.variables))
+
+
+def test_meta_interval_on_two_replicas_matches_one_device(
+        two_replica_strategy):
+    """Host-chosen meta steps (two replicas) = tf.cond (one device)."""
+    x, y, x_meta, y_meta = _batches(21, n=16, n_meta=8)
+    data = ((x, y), (x_meta, y_meta))
+    single = _compiled(batch_norm=False, meta_interval=3)
+    _train(single, data, 5)
+    with two_replica_strategy.scope():
+        mirrored = _compiled(batch_norm=False, meta_interval=3)
+    _train(mirrored, data, 3)
+    _train(mirrored, data, 2)  # A second fit goes on counting steps.
+    assert _max_difference(single, mirrored) < 1e-5
+    every_step = _compiled(batch_norm=False)
+    _train(every_step, data, 5)
+    assert _max_difference(single, every_step) > 1e-3
+
+
+def test_meta_interval_on_two_replicas_needs_one_step_per_execution(
+        two_replica_strategy):
     with two_replica_strategy.scope():
         model = mwnet_tf.MetaWeightNet(_classifier(), meta_interval=2)
-        with pytest.raises(ValueError, match="single replica"):
-            model.compile()
+        with pytest.raises(ValueError, match="steps_per_execution=1"):
+            model.compile(steps_per_execution=2)
+
+
+def _resnet20(synchronized_batch_norm):
+    classifier = zoo.build("resnet20", 4, input_shape=(8, 8, 3), seed=0,
+                           synchronized_batch_norm=synchronized_batch_norm)
+    model = mwnet_tf.MetaWeightNet(
+        classifier, mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0))
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9,
+                                                 nesterov=True))
+    return model
+
+
+@pytest.mark.slow
+def test_synchronized_batch_norm_makes_two_replicas_match_one_device(
+        two_replica_strategy):
+    """ResNet-20, MW-Net: every BatchNorm sees the global batch (and meta
+    batch), in the training pass, the lookahead and its meta-gradient."""
+    rng = np.random.default_rng(4)
+    data = ((rng.normal(size=(16, 8, 8, 3)).astype("float32"),
+             rng.integers(0, 4, 16)),
+            (rng.normal(size=(8, 8, 8, 3)).astype("float32"),
+             rng.integers(0, 4, 8)))
+    single = _resnet20(synchronized_batch_norm=True)
+    _train(single, data, 2)
+    with two_replica_strategy.scope():
+        synchronized = _resnet20(synchronized_batch_norm=True)
+        per_replica = _resnet20(synchronized_batch_norm=False)
+    _train(synchronized, data, 2)
+    _train(per_replica, data, 2)
+    assert _max_difference(single, synchronized) < 1e-5
+    # Without synchronization the replicas normalise with their own halves.
+    assert _max_difference(single, per_replica) > 1e-3
 
 
 # ------------------------------------------------------------- meta_scope

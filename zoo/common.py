@@ -92,10 +92,33 @@ def torch_linear_default(fan_in, seed):
     return keras.initializers.RandomUniform(-limit, limit, seed=seed)
 
 
-def batch_norm(name):
-    """A `BatchNormalization` layer with PyTorch's momentum and epsilon."""
+def batch_norm(name, synchronized=False):
+    """A `BatchNormalization` layer with PyTorch's momentum and epsilon.
+
+    Args:
+        name: Layer name.
+        synchronized: Whether training-mode batch statistics are all-reduced
+            over the replicas of a tf.distribute strategy, so that N replicas
+            normalise with the global batch's statistics as one device would
+            (see `synchronize_batch_norm`).
+    """
     return keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=synchronized,
+        name=name)
+
+
+def synchronize_batch_norm(model):
+    """Makes every `BatchNormalization` layer of `model` synchronized.
+
+    For models whose layers the zoo does not construct itself (the
+    `keras.applications` backbone of ResNet-50). The flag is read when the
+    layer is called, so setting it on built layers takes effect; it is part
+    of each layer's config, so saved models keep it.
+    """
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+    return model
 
 
 def conv2d(x, filters, kernel_size, strides, kernel_initializer, name):

@@ -42,7 +42,7 @@ class CaffeInput(keras.layers.Layer):
 
 
 def resnet50(num_classes, weights=None, input_shape=(224, 224, 3), seed=None,
-             name="resnet50"):
+             synchronized_batch_norm=False, name="resnet50"):
     """Builds ResNet-50 with a `num_classes`-way logits layer.
 
     Args:
@@ -58,6 +58,9 @@ def resnet50(num_classes, weights=None, input_shape=(224, 224, 3), seed=None,
             ImageNet mean and std (see `CaffeInput`).
         seed: Optional integer seed of the head's initial weights (the
             backbone's random initialisation is not seeded by it).
+        synchronized_batch_norm: Whether the backbone's batch statistics are
+            computed over the global batch of all replicas (see
+            `common.batch_norm`).
         name: Model name.
 
     Returns:
@@ -96,6 +99,8 @@ def resnet50(num_classes, weights=None, input_shape=(224, 224, 3), seed=None,
             "without network access pass weights=<path of a local backbone "
             "weights file, e.g. resnet50_weights_tf_dim_ordering_tf_kernels_"
             "notop.h5> instead.") from error
+    if synchronized_batch_norm:
+        common.synchronize_batch_norm(backbone)
     seeds = common.SeedStream(seed)
     logits = common.logits_layer(
         num_classes,

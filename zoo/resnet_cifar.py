@@ -58,24 +58,24 @@ class ZeroPadShortcut(keras.layers.Layer):
         return config
 
 
-def _basic_block(x, filters, strides, seeds, name):
+def _basic_block(x, filters, strides, seeds, synchronized_batch_norm, name):
     """conv-BN-ReLU-conv-BN, plus the shortcut, then ReLU."""
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
         shortcut = ZeroPadShortcut(filters, strides, name=name + "_shortcut")(x)
     y = common.conv2d(x, filters, 3, strides,
                       common.he_normal("fan_in", seeds()), name=name + "_conv1")
-    y = common.batch_norm(name + "_bn1")(y)
+    y = common.batch_norm(name + "_bn1", synchronized_batch_norm)(y)
     y = keras.layers.ReLU(name=name + "_relu1")(y)
     y = common.conv2d(y, filters, 3, 1, common.he_normal("fan_in", seeds()),
                       name=name + "_conv2")
-    y = common.batch_norm(name + "_bn2")(y)
+    y = common.batch_norm(name + "_bn2", synchronized_batch_norm)(y)
     y = keras.layers.Add(name=name + "_add")([shortcut, y])
     return keras.layers.ReLU(name=name + "_out")(y)
 
 
 def resnet_cifar(num_classes, depth=32, input_shape=(32, 32, 3), seed=None,
-                 name=None):
+                 synchronized_batch_norm=False, name=None):
     """Builds a CIFAR ResNet of depth 6n+2 that outputs logits.
 
     Initialisation follows the reference: convolution and dense weights from
@@ -88,6 +88,8 @@ def resnet_cifar(num_classes, depth=32, input_shape=(32, 32, 3), seed=None,
             20, 32, 44, 56, 110, ...
         input_shape: Shape of one image, (height, width, channels).
         seed: Optional integer seed of the initial weights.
+        synchronized_batch_norm: Whether batch statistics are computed over
+            the global batch of all replicas (see `common.batch_norm`).
         name: Model name; defaults to "resnet{depth}".
 
     Returns:
@@ -109,12 +111,13 @@ def resnet_cifar(num_classes, depth=32, input_shape=(32, 32, 3), seed=None,
     inputs = keras.Input(shape=input_shape, name="images")
     x = common.conv2d(inputs, _STAGE_FILTERS[0], 3, 1,
                       common.he_normal("fan_in", seeds()), name="stem_conv")
-    x = common.batch_norm("stem_bn")(x)
+    x = common.batch_norm("stem_bn", synchronized_batch_norm)(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for stage, filters in enumerate(_STAGE_FILTERS, start=1):
         for block in range(1, blocks_per_stage + 1):
             strides = 2 if stage > 1 and block == 1 else 1
             x = _basic_block(x, filters, strides, seeds,
+                             synchronized_batch_norm,
                              name=f"stage{stage}_block{block}")
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     logits = common.logits_layer(

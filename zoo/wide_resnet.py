@@ -11,9 +11,11 @@ import keras
 from zoo import common
 
 
-def _wide_block(x, filters, strides, dropout_rate, seeds, name):
+def _wide_block(x, filters, strides, dropout_rate, seeds,
+                synchronized_batch_norm, name):
     """A pre-activation basic block, with dropout between its convolutions."""
-    preactivated = common.batch_norm(name + "_bn1")(x)
+    preactivated = common.batch_norm(name + "_bn1",
+                                      synchronized_batch_norm)(x)
     preactivated = keras.layers.ReLU(name=name + "_relu1")(preactivated)
     if strides == 1 and x.shape[-1] == filters:
         shortcut = x
@@ -26,7 +28,7 @@ def _wide_block(x, filters, strides, dropout_rate, seeds, name):
     y = common.conv2d(preactivated, filters, 3, strides,
                       common.he_normal("fan_out", seeds()),
                       name=name + "_conv1")
-    y = common.batch_norm(name + "_bn2")(y)
+    y = common.batch_norm(name + "_bn2", synchronized_batch_norm)(y)
     y = keras.layers.ReLU(name=name + "_relu2")(y)
     if dropout_rate > 0:
         y = keras.layers.Dropout(dropout_rate, seed=seeds(),
@@ -37,7 +39,8 @@ def _wide_block(x, filters, strides, dropout_rate, seeds, name):
 
 
 def wide_resnet(num_classes, depth=28, widen_factor=10, dropout_rate=0.0,
-                input_shape=(32, 32, 3), seed=None, name=None):
+                input_shape=(32, 32, 3), seed=None,
+                synchronized_batch_norm=False, name=None):
     """Builds WRN-depth-widen_factor that outputs logits.
 
     Initialisation follows the reference: convolutions N(0, 2 / fan_out),
@@ -54,6 +57,8 @@ def wide_resnet(num_classes, depth=28, widen_factor=10, dropout_rate=0.0,
             in [0, 1); 0 (the reference default) adds no dropout layers.
         input_shape: Shape of one image, (height, width, channels).
         seed: Optional integer seed of the initial weights and dropout masks.
+        synchronized_batch_norm: Whether batch statistics are computed over
+            the global batch of all replicas (see `common.batch_norm`).
         name: Model name; defaults to "wrn{depth}_{widen_factor}".
 
     Returns:
@@ -87,8 +92,9 @@ def wide_resnet(num_classes, depth=28, widen_factor=10, dropout_rate=0.0,
         for block in range(1, blocks_per_stage + 1):
             strides = 2 if stage > 1 and block == 1 else 1
             x = _wide_block(x, filters, strides, dropout_rate, seeds,
+                            synchronized_batch_norm,
                             name=f"stage{stage}_block{block}")
-    x = common.batch_norm("final_bn")(x)
+    x = common.batch_norm("final_bn", synchronized_batch_norm)(x)
     x = keras.layers.ReLU(name="final_relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     logits = common.logits_layer(

@@ -117,6 +117,31 @@ def test_pytorch_batch_norm_and_no_regularisers(family):
     assert not model.losses
 
 
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_synchronized_batch_norm_option(family):
+    """Every BatchNorm layer (ResNet-50's backbone too) is synchronized, the
+    config keeps it, and the weights are those of the default model."""
+    def norms(model):
+        return [l for l in _all_layers(model)
+                if isinstance(l, keras.layers.BatchNormalization)]
+
+    default = _build(family, seed=1)
+    synchronized = _build(family, seed=1, synchronized_batch_norm=True)
+    assert norms(default) and not any(l.synchronized for l in norms(default))
+    assert all(l.synchronized for l in norms(synchronized))
+    clone = keras.Model.from_config(synchronized.get_config())
+    assert all(l.synchronized for l in norms(clone))
+    if family != "resnet50":  # Its backbone's initialisation is unseeded.
+        for a, b in zip(default.get_weights(), synchronized.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    # With no strategy the statistics are the batch's own.
+    x = _images(default.input_shape[1:], batch=4)
+    if family != "resnet50":
+        np.testing.assert_allclose(synchronized(x, training=True),
+                                   default(x, training=True), rtol=1e-4,
+                                   atol=1e-4)
+
+
 @pytest.mark.parametrize("family", CIFAR_FAMILIES)
 def test_seed_fixes_the_initial_weights(family):
     first = _build(family, seed=1).get_weights()

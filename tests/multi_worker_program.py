@@ -1,0 +1,119 @@
+"""What each worker of the multi-worker tests runs: small models, a few steps.
+
+    TF_CONFIG=... python tests/multi_worker_program.py OUT_DIR
+
+Every worker trains each scenario under MultiWorkerMirroredStrategy with
+`MetaWeightNet.fit` on the global batches (each worker gets its share of
+every batch), and writes OUT_DIR/worker<i>/<scenario>.npz: final weights and
+the last epoch's logs. The tests run `train` in their own process with no
+strategy for the single-process reference. It also records how plain Keras
+fails under the strategy (`upstream_keras_failures`), the behaviour
+MetaWeightNet works around.
+"""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import mwnet_tf
+
+FEATURES, NUM_CLASSES = 5, 3
+GLOBAL_BATCH, META_BATCH = 8, 4
+
+# name -> arguments of `train`.
+SCENARIOS = {
+    "mwnet": dict(method="mwnet"),
+    "l2rw": dict(method="l2rw"),
+    "ce": dict(method="ce"),
+    "mwnet_meta_interval_2": dict(method="mwnet", meta_interval=2, steps=5),
+    "mwnet_synchronized_batch_norm": dict(method="mwnet", batch_norm=True),
+}
+
+
+def _classifier(batch_norm):
+    inputs = keras.Input((FEATURES,))
+    hidden = keras.layers.Dense(
+        6, kernel_initializer=keras.initializers.GlorotUniform(0))(inputs)
+    if batch_norm:
+        hidden = keras.layers.BatchNormalization(synchronized=True)(hidden)
+    hidden = keras.layers.Activation("tanh")(hidden)
+    outputs = keras.layers.Dense(
+        NUM_CLASSES, kernel_initializer=keras.initializers.GlorotUniform(1))(
+            hidden)
+    return keras.Model(inputs, outputs)
+
+
+def _dataset(steps):
+    rng = np.random.default_rng(0)
+    n = steps * GLOBAL_BATCH
+    x = rng.normal(size=(n, FEATURES)).astype("float32")
+    y = rng.integers(0, NUM_CLASSES, n)
+    x_meta = rng.normal(size=(4 * META_BATCH, FEATURES)).astype("float32")
+    y_meta = rng.integers(0, NUM_CLASSES, 4 * META_BATCH)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+    meta = tf.data.Dataset.from_tensor_slices((x_meta, y_meta))
+    return mwnet_tf.with_meta(train, meta.batch(META_BATCH))
+
+
+def train(strategy, method, meta_interval=1, steps=3, batch_norm=False):
+    """Trains one scenario; returns (weights, logs of the epoch)."""
+    with strategy.scope():
+        model = mwnet_tf.MetaWeightNet(
+            _classifier(batch_norm),
+            mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0),
+            method=method, meta_interval=meta_interval)
+        model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
+    history = model.fit(_dataset(steps), epochs=1, verbose=0)
+    logs = {name: values[-1] for name, values in history.history.items()}
+    return [v.numpy() for v in model.variables], logs
+
+
+def upstream_keras_failures(strategy):
+    """How `fit` of a plain Keras model fails under the strategy.
+
+    Returns:
+        {"symbolic_build": message, "reduce": message}; a value is None when
+        that step no longer fails (a Keras upgrade fixed it).
+    """
+    with strategy.scope():
+        model = _classifier(batch_norm=False)
+        model.compile(optimizer="sgd", loss=keras.losses.
+                      SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensor_slices(
+        (rng.normal(size=(16, FEATURES)).astype("float32"),
+         rng.integers(0, NUM_CLASSES, 16))).batch(GLOBAL_BATCH)
+    failures = {}
+    for step in ("symbolic_build", "reduce"):
+        try:
+            model.fit(data, epochs=1, verbose=0)
+            failures[step] = None
+        except Exception as error:  # pylint: disable=broad-except
+            failures[step] = f"{type(error).__name__}: {error}"[:2000]
+        # Past the first failure as MetaWeightNet is (its model is built).
+        model._maybe_symbolic_build = lambda *args, **kwargs: None
+    return failures
+
+
+def main(out_dir):
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    worker_dir = os.path.join(
+        out_dir, f"worker{strategy.cluster_resolver.task_id}")
+    os.makedirs(worker_dir, exist_ok=True)
+    for name, arguments in SCENARIOS.items():
+        weights, logs = train(strategy, **arguments)
+        np.savez(os.path.join(worker_dir, name + ".npz"), *weights,
+                 logs=json.dumps({k: float(np.squeeze(v))
+                                  for k, v in logs.items()}),
+                 log_shapes=json.dumps({k: list(np.shape(v))
+                                        for k, v in logs.items()}))
+    with open(os.path.join(worker_dir, "upstream.json"), "w") as file:
+        json.dump(upstream_keras_failures(strategy), file)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
