@@ -21,10 +21,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import step_time  # bench/, the script's own directory (quiets TF's C++ logs)
+
 DISTRIBUTES = ("none", "mirrored", "multi_worker")
 
 
@@ -63,21 +62,8 @@ def measure(distribute, method, synchronized, model_name, batch_size, steps,
             method=method)
         model.compile()
 
-    class StepTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.durations = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.durations.append(time.perf_counter() - self._start)
-
-    timer = StepTimer()
-    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0,
-              callbacks=[timer])
-    return {"median_s": float(np.median(timer.durations[warmup:])),
+    return {"median_s": step_time.median_step_seconds(model, dataset, steps,
+                                                      warmup),
             "replicas": strategy.num_replicas_in_sync}
 
 
@@ -91,11 +77,9 @@ def run_one(config, args):
         output = subprocess.run(command, check=True, capture_output=True,
                                 text=True).stdout
         return json.loads(output.strip().splitlines()[-1])
-    # The tests' localhost launcher: free ports, TF_CONFIG, logs to files.
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    import cluster
+    from mwnet_tf import local_cluster
     with tempfile.TemporaryDirectory() as logs:
-        chief_log = cluster.run_workers(command, logs, timeout=1800)[0]
+        chief_log = local_cluster.run_workers(command, logs, timeout=1800)[0]
     return json.loads(chief_log.strip().splitlines()[-1])
 
 

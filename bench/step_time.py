@@ -43,6 +43,28 @@ def meta_scope_of(scope, model_name):
     return int(scope) if scope.isdigit() else scope
 
 
+def median_step_seconds(model, dataset, steps, warmup):
+    """Fits `model` for `warmup + steps` steps; the median of the last `steps`."""
+    import keras
+    import numpy as np
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.durations = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.durations.append(time.perf_counter() - self._start)
+
+    timer = StepTimer()
+    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0,
+              callbacks=[timer])
+    return float(np.median(timer.durations[warmup:]))
+
+
 def measure(method, scope, policy, model_name, batch_size, steps, warmup):
     """Runs one configuration; returns its median step time and peak memory."""
     import keras
@@ -69,23 +91,8 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup):
         meta_scope=meta_scope_of(scope, model_name))
     model.compile()
 
-    class StepTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.durations = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.durations.append(time.perf_counter() - self._start)
-
-    timer = StepTimer()
-    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0,
-              callbacks=[timer])
-    timed = timer.durations[warmup:]
     return {"method": method, "scope": scope, "policy": policy,
-            "median_s": float(np.median(timed)),
+            "median_s": median_step_seconds(model, dataset, steps, warmup),
             "peak_rss_mib": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1024}
 

@@ -191,6 +191,10 @@ def run():
     # Only the chief writes the work directory; the other workers run the
     # same steps (every collective op needs them) and write nothing of it.
     chief = distribute_lib.is_chief(strategy)
+    if distribute_lib.is_multi_worker(strategy):
+        # The strategy has logged its cluster; from here TensorFlow would log
+        # a line per collective op of every traced function.
+        tf.get_logger().setLevel("WARNING")
     for name in ("batch_size", "meta_batch_size"):
         if FLAGS[name].value % replicas:
             raise ExperimentError(

@@ -152,14 +152,15 @@ class MetaWeightNet(keras.Model):
     `mwnet_tf.with_meta` builds such a dataset. `evaluate` and `predict` take
     ordinary `(x, y)` and `x`, and run the classifier alone.
 
-    Under `tf.distribute.MirroredStrategy` each replica runs the step on its
-    slice of both batches. The lookahead gradient (and, with
-    `weight_normalization="sum"`, the weight sum) is all-reduced so that every
-    replica looks ahead to the same w_hat as one device would; losses are
-    scaled by 1 / num_replicas. What stays per replica is what Keras keeps per
-    replica: BatchNorm batch statistics are computed over each replica's slice
-    of the training batch and of the meta batch, so results match one device
-    exactly only for classifiers without BatchNorm.
+    Under `tf.distribute.MirroredStrategy` or `MultiWorkerMirroredStrategy`
+    each replica runs the step on its slice of both batches. The lookahead
+    gradient (and, with `weight_normalization="sum"`, the weight sum) is
+    all-reduced so that every replica looks ahead to the same w_hat as one
+    device would; losses are scaled by 1 / num_replicas. What stays per
+    replica is what Keras keeps per replica: BatchNorm batch statistics are
+    computed over each replica's slice of the training batch and of the meta
+    batch, unless the layers are `BatchNormalization(synchronized=True)`;
+    then, as without BatchNorm, N replicas match one device.
 
     Args:
         classifier: A built Keras model mapping inputs to logits (or to

@@ -1,6 +1,6 @@
 """Multi-worker training: real worker processes on localhost ports.
 
-Each test starts two workers with TF_CONFIG (tests/cluster.py), as a
+Each test starts two workers with TF_CONFIG (mwnet_tf.local_cluster), as a
 launcher on two machines would, and checks them against one process on the
 same global batches.
 """
@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import cluster
 import multi_worker_program as program
+from mwnet_tf import local_cluster as cluster
 
-REPO = cluster.REPO
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER_TIMEOUT = 300  # Seconds; the slowest run here takes about a minute.
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ def program_outputs(tmp_path_factory):
     out = tmp_path_factory.mktemp("multi_worker_program")
     cluster.run_workers(
         [sys.executable, os.path.join(REPO, "tests", "multi_worker_program.py"),
-         str(out)], str(out), timeout=WORKER_TIMEOUT)
+         str(out)], str(out), timeout=WORKER_TIMEOUT, cwds=[REPO, REPO],
+        env=QUIET)
     return out
 
 
@@ -135,7 +137,8 @@ def two_worker_run(runner_tree, tmp_path_factory):
     cluster.run_workers(
         [sys.executable, *_runner_args("run", runner_tree, root / "cache",
                                        "--distribute=multi_worker")],
-        str(root), cwds=[str(c) for c in cwds], timeout=WORKER_TIMEOUT)
+        str(root), cwds=[str(c) for c in cwds], env=QUIET,
+        timeout=WORKER_TIMEOUT)
     return cwds
 
 
@@ -182,7 +185,8 @@ def test_killed_workers_resume_to_the_uninterrupted_weights(
     command = [sys.executable, *_runner_args(
         tmp_path / "run", runner_tree, tmp_path / "cache",
         "--distribute=multi_worker")]
-    workers = cluster.Workers(command, str(tmp_path))
+    workers = cluster.Workers(command, str(tmp_path), cwds=[REPO, REPO],
+                              env=QUIET)
     try:
         deadline = time.monotonic() + WORKER_TIMEOUT
         while "Epoch 2/2" not in workers.logs()[0]:
@@ -199,7 +203,8 @@ def test_killed_workers_resume_to_the_uninterrupted_weights(
         "the kill came after the second epoch had finished")
     assert not (tmp_path / "run" / "results.json").exists()
 
-    logs = cluster.run_workers(command, str(tmp_path), timeout=WORKER_TIMEOUT)
+    logs = cluster.run_workers(command, str(tmp_path), timeout=WORKER_TIMEOUT,
+                               cwds=[REPO, REPO], env=QUIET)
     assert "Resuming" in logs[0]
     for expected, actual in zip(_final_weights(two_worker_run[0] / "run"),
                                 _final_weights(tmp_path / "run")):

@@ -1,10 +1,13 @@
-"""Runs one command as several TensorFlow workers on localhost.
+"""Runs one command as several TensorFlow workers on this machine.
 
-Multi-worker tests start real worker processes, each with the `TF_CONFIG`
-that names the whole cluster (free localhost ports) and its own index, as a
-launcher on N machines would. Output goes to log files, never to pipes: a
-worker blocked on a full pipe would stall every other worker in the next
-collective.
+Each worker process gets the `TF_CONFIG` that names the whole cluster (free
+localhost ports) and its own index, as a launcher on N machines would: the
+multi-worker tests and `bench/distributed.py` use it to run real workers on
+one machine. Output goes to log files, never to pipes: a worker blocked on a
+full pipe would stall every other worker in the next collective.
+
+    workers = Workers([sys.executable, "-m", "mwnet_tf.main", ...], log_dir)
+    logs = workers.wait(timeout=600)
 """
 
 import json
@@ -13,7 +16,6 @@ import socket
 import subprocess
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_ports(count):
@@ -41,22 +43,25 @@ class Workers:
     Args:
         command: The argument list every worker runs.
         log_dir: Where `worker<i>.log` (stdout and stderr) go.
-        cwds: The working directory of each worker (default: the repository).
+        cwds: The working directory of each worker (default: this one's).
         num_workers: How many workers.
+        env: Environment variables to set for every worker, besides
+            `TF_CONFIG`.
     """
 
-    def __init__(self, command, log_dir, cwds=None, num_workers=2):
+    def __init__(self, command, log_dir, cwds=None, num_workers=2, env=None):
         ports = free_ports(num_workers)
-        cwds = cwds or [REPO] * num_workers
+        cwds = cwds or [os.getcwd()] * num_workers
         self.log_paths = [os.path.join(log_dir, f"worker{i}.log")
                           for i in range(num_workers)]
         self.processes = []
         for index, (cwd, log_path) in enumerate(zip(cwds, self.log_paths)):
-            env = dict(os.environ, TF_CONFIG=tf_config(ports, index),
-                       TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+            worker_env = dict(os.environ, **(env or {}),
+                              TF_CONFIG=tf_config(ports, index),
+                              PYTHONUNBUFFERED="1")
             with open(log_path, "w") as log:
                 self.processes.append(subprocess.Popen(
-                    command, cwd=cwd, env=env, stdout=log,
+                    command, cwd=cwd, env=worker_env, stdout=log,
                     stderr=subprocess.STDOUT))
 
     def logs(self):
