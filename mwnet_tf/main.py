@@ -106,8 +106,12 @@ def claim_workdir(workdir, config, resuming):
         elif os.path.exists(path):
             os.remove(path)
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as file:
+    # Written whole, then renamed: the other workers of a multi-worker run
+    # read it (check_workdir) while the chief may be writing it.
+    partial = os.path.join(workdir, ".config.json.partial")
+    with open(partial, "w") as file:
         json.dump(config, file, indent=2, sort_keys=True)
+    os.replace(partial, os.path.join(workdir, "config.json"))
 
 
 def check_paths():
