@@ -59,8 +59,21 @@ def _dataset(steps):
     return mwnet_tf.with_meta(train, meta.batch(META_BATCH))
 
 
+def _held_out():
+    """12 examples: batches of 8 and 4, so the last one splits unevenly."""
+    rng = np.random.default_rng(1)
+    return (rng.normal(size=(12, FEATURES)).astype("float32"),
+            rng.integers(0, NUM_CLASSES, 12))
+
+
 def train(strategy, method, meta_interval=1, steps=3, batch_norm=False):
-    """Trains one scenario; returns (weights, logs of the epoch)."""
+    """Trains one scenario, then evaluates and predicts on held-out data.
+
+    Returns:
+        (weights, logs, predictions): the model's variables after training;
+        the epoch's training logs plus `evaluate`'s ("eval_loss",
+        "eval_accuracy"); `predict`'s logits.
+    """
     with strategy.scope():
         model = mwnet_tf.MetaWeightNet(
             _classifier(batch_norm),
@@ -69,7 +82,15 @@ def train(strategy, method, meta_interval=1, steps=3, batch_norm=False):
         model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
     history = model.fit(_dataset(steps), epochs=1, verbose=0)
     logs = {name: values[-1] for name, values in history.history.items()}
-    return [v.numpy() for v in model.variables], logs
+    x, y = _held_out()
+    evaluation = model.evaluate(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH),
+        verbose=0, return_dict=True)
+    logs.update({"eval_" + name: value for name, value in evaluation.items()})
+    weights = [v.numpy() for v in model.variables]
+    predictions = model.predict(
+        tf.data.Dataset.from_tensor_slices(x).batch(GLOBAL_BATCH), verbose=0)
+    return weights, logs, predictions
 
 
 def upstream_keras_failures(strategy):
@@ -105,8 +126,9 @@ def main(out_dir):
         out_dir, f"worker{strategy.cluster_resolver.task_id}")
     os.makedirs(worker_dir, exist_ok=True)
     for name, arguments in SCENARIOS.items():
-        weights, logs = train(strategy, **arguments)
+        weights, logs, predictions = train(strategy, **arguments)
         np.savez(os.path.join(worker_dir, name + ".npz"), *weights,
+                 predictions=predictions,
                  logs=json.dumps({k: float(np.squeeze(v))
                                   for k, v in logs.items()}),
                  log_shapes=json.dumps({k: list(np.shape(v))

@@ -41,23 +41,27 @@ def _load(out, worker, scenario, num_weights):
     saved = np.load(out / f"worker{worker}" / f"{scenario}.npz")
     weights = [saved[f"arr_{i}"] for i in range(num_weights)]
     return (weights, json.loads(str(saved["logs"])),
-            json.loads(str(saved["log_shapes"])))
+            json.loads(str(saved["log_shapes"])), saved["predictions"])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", sorted(program.SCENARIOS))
 def test_two_workers_match_one_process(scenario, program_outputs):
-    """Same weights (to float32 round-off) and logs as one process.
+    """Same weights (to float32 round-off), logs, evaluation and
+    predictions as one process.
 
     mwnet, l2rw and ce without BatchNorm; MW-Net with the meta step every
     other step (chosen on the host, not in tf.cond); MW-Net with
     synchronized BatchNorm (statistics of the global batch on every worker).
     """
-    reference, reference_logs = program.train(
+    reference, reference_logs, reference_predictions = program.train(
         tf.distribute.get_strategy(), **program.SCENARIOS[scenario])
     for worker in (0, 1):
-        weights, logs, shapes = _load(program_outputs, worker, scenario,
-                                      len(reference))
+        weights, logs, shapes, predictions = _load(
+            program_outputs, worker, scenario, len(reference))
+        # All held-out examples, in order, from the global model.
+        np.testing.assert_allclose(predictions, reference_predictions,
+                                   rtol=1e-5, atol=1e-6)
         for expected, actual in zip(reference, weights):
             np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
         # Keras's logs: scalars, reduced over both workers' replicas.
@@ -73,9 +77,10 @@ def test_meta_interval_scenario_skips_meta_steps(program_outputs):
     """The meta_interval=2 run is not a meta step every step in disguise."""
     arguments = dict(program.SCENARIOS["mwnet_meta_interval_2"],
                      meta_interval=1)
-    every_step, _ = program.train(tf.distribute.get_strategy(), **arguments)
-    weights, _, _ = _load(program_outputs, 0, "mwnet_meta_interval_2",
-                          len(every_step))
+    every_step, _, _ = program.train(tf.distribute.get_strategy(),
+                                     **arguments)
+    weights, _, _, _ = _load(program_outputs, 0, "mwnet_meta_interval_2",
+                             len(every_step))
     assert max(np.max(np.abs(a - b))
                for a, b in zip(weights, every_step)) > 1e-4
 
@@ -209,3 +214,59 @@ def test_killed_workers_resume_to_the_uninterrupted_weights(
     for expected, actual in zip(_final_weights(two_worker_run[0] / "run"),
                                 _final_weights(tmp_path / "run")):
         np.testing.assert_array_equal(actual, expected)
+
+
+# ------------------------------------------------------------ the helpers
+
+
+def test_workers_that_hang_are_killed_at_the_timeout(tmp_path):
+    workers = cluster.Workers(
+        [sys.executable, "-c", "import time; time.sleep(600)"], str(tmp_path))
+    with pytest.raises(AssertionError, match="still running after 1 s"):
+        workers.wait(timeout=1)
+    assert all(p.poll() is not None for p in workers.processes)
+
+
+def test_each_worker_gets_its_own_task_in_one_cluster(tmp_path):
+    cluster.run_workers(
+        [sys.executable, "-c", "import os; print(os.environ['TF_CONFIG'])"],
+        str(tmp_path), num_workers=3, timeout=60)
+    configs = [json.loads(open(tmp_path / f"worker{i}.log").read())
+               for i in range(3)]
+    assert [c["task"] for c in configs] == [
+        {"type": "worker", "index": i} for i in range(3)]
+    addresses = configs[0]["cluster"]["worker"]
+    assert len(set(addresses)) == 3
+    assert all(c["cluster"] == configs[0]["cluster"] for c in configs)
+
+
+class _FakeResolver:
+    def __init__(self, task_type, task_id, cluster_spec):
+        self.task_type, self.task_id = task_type, task_id
+        self._spec = cluster_spec
+
+    def cluster_spec(self):
+        return tf.train.ClusterSpec(self._spec)
+
+
+@pytest.mark.parametrize("task_type, task_id, has_chief_task, chief", [
+    ("worker", 0, False, True),   # No chief task: worker 0 writes.
+    ("worker", 1, False, False),
+    ("worker", 0, True, False),   # A chief task: it writes, not worker 0.
+    ("chief", 0, True, True),
+])
+def test_the_chief_is_the_chief_task_else_worker_0(
+        task_type, task_id, has_chief_task, chief, monkeypatch):
+    from mwnet_tf import distribute as distribute_lib
+    spec = {"worker": ["a:1", "b:1"]}
+    if has_chief_task:
+        spec["chief"] = ["c:1"]
+
+    class FakeStrategy:
+        cluster_resolver = _FakeResolver(task_type, task_id, spec)
+
+    monkeypatch.setattr(distribute_lib, "is_multi_worker", lambda s: True)
+    assert distribute_lib.is_chief(FakeStrategy()) is chief
+    monkeypatch.undo()
+    # One process, no cluster: always its own chief.
+    assert distribute_lib.is_chief(tf.distribute.get_strategy())
