@@ -1,6 +1,7 @@
 """Time and memory of writing a label audit of Clothing1M's size.
 
     python bench/audit_csv.py --rows=1000000
+    python bench/audit_csv.py --rows=1000 --csv=/tmp/audit.csv  # keep the CSV
 
 The audit keeps only per-example numbers (the images stream through in
 batches), so what grows with the data set is the CSV. This writes the CSV of
@@ -25,6 +26,8 @@ def peak_rss_mib():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--csv", help="write the CSV here and keep it "
+                        "(default: a temporary file, deleted)")
     args = parser.parse_args()
 
     from mwnet_tf import label_audit
@@ -45,7 +48,7 @@ def main():
                            (rng.random(n) < 0.4).astype(np.int8), -1))
     baseline = peak_rss_mib()
     with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "audit.csv")
+        path = args.csv or os.path.join(directory, "audit.csv")
         start = time.perf_counter()
         label_audit.write_csv(audit, path, classes)
         seconds = time.perf_counter() - start

@@ -3,6 +3,7 @@ synchronized BatchNorm.
 
     python bench/distributed.py              # ResNet-32, batch 64 + 64 meta
     python bench/distributed.py --steps 10 --repeats 1
+    python bench/distributed.py --methods mwnet --batch_norms synchronized
 
 Times CE and MW-Net on one device, on two replicas in one process
 (MirroredStrategy over two logical CPUs) and on two worker processes on
@@ -25,6 +26,8 @@ import tempfile
 import step_time  # bench/, the script's own directory (quiets TF's C++ logs)
 
 DISTRIBUTES = ("none", "mirrored", "multi_worker")
+METHODS = ("ce", "mwnet")
+BATCH_NORMS = {"per_replica": False, "synchronized": True}
 
 
 def measure(distribute, method, synchronized, model_name, batch_size, steps,
@@ -92,17 +95,30 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2,
                         help="round-robin repeats of every configuration")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated, of " + ", ".join(METHODS))
+    parser.add_argument("--batch_norms", default=",".join(BATCH_NORMS),
+                        help="comma-separated, of " + ", ".join(BATCH_NORMS)
+                        + "; a ratio whose baseline was not timed shows -")
     parser.add_argument("--one", help="internal: DISTRIBUTE,METHOD,SYNC")
     args = parser.parse_args()
+    methods = args.methods.split(",")
+    batch_norms = args.batch_norms.split(",")
+    unknown = ([m for m in methods if m not in METHODS]
+               + [b for b in batch_norms if b not in BATCH_NORMS])
+    if unknown:
+        parser.error(f"unknown {', '.join(unknown)}; methods are "
+                     f"{', '.join(METHODS)}, batch norms "
+                     f"{', '.join(BATCH_NORMS)}")
     if args.one:
         distribute, method, synchronized = args.one.split(",")
         print(json.dumps(measure(distribute, method, synchronized == "True",
                                  args.model, args.batch_size, args.steps,
                                  args.warmup)), flush=True)
         return
-    configs = [(distribute, method, synchronized)
-               for distribute in DISTRIBUTES for method in ("ce", "mwnet")
-               for synchronized in (False, True)]
+    configs = [(distribute, method, BATCH_NORMS[batch_norm])
+               for distribute in DISTRIBUTES for method in methods
+               for batch_norm in batch_norms]
     runs = {config: [] for config in configs}
     for repeat in range(args.repeats):
         for config in configs:
@@ -120,13 +136,18 @@ def main():
     print("| strategy | replicas | method | BatchNorm | s / step | "
           "x same on one device | x per-replica BN |")
     print("|---|---|---|---|---|---|---|")
+
+    def ratio(seconds, baseline):
+        return (f"{seconds / median[baseline]:.2f}" if baseline in median
+                else "-")
+
     for (distribute, method, synchronized), seconds in median.items():
         replicas = runs[distribute, method, synchronized][0]["replicas"]
         print(f"| {distribute} | {replicas} | {method} | "
               f"{'synchronized' if synchronized else 'per replica'} | "
               f"{seconds:.3f} | "
-              f"{seconds / median['none', method, synchronized]:.2f} | "
-              f"{seconds / median[distribute, method, False]:.2f} |")
+              f"{ratio(seconds, ('none', method, synchronized))} | "
+              f"{ratio(seconds, (distribute, method, False))} |")
 
 
 if __name__ == "__main__":

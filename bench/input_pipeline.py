@@ -39,6 +39,9 @@ flags.DEFINE_integer("num_batches", 200, "Batches per timed pass.")
 flags.DEFINE_integer("warmup", 20, "Batches read before timing.")
 flags.DEFINE_integer("repeats", 5, "Timed passes; the median is reported.")
 flags.DEFINE_integer("seed", 1, "Seed of data preparation and pipeline.")
+flags.DEFINE_integer("synthetic_images", 50000,
+                     "How many random images stand in for a missing archive "
+                     "(CIFAR-10's training split by default).", lower_bound=1)
 flags.DEFINE_bool("compare_alternatives", False,
                   "Also time other augmentation implementations.")
 
@@ -116,10 +119,12 @@ def _alternatives(images, labels, batch_size, seed):
 def main(argv):
     del argv
     if os.path.exists(FLAGS.archive):
+        # Only the train pipeline is timed; the meta batch follows
+        # --batch_size so that a small archive's meta set is big enough.
         data = data_lib.prepare(
             "folder", path=FLAGS.archive, cache_dir=FLAGS.cache_dir,
             noise="uniform", noise_rate=0.4, seed=FLAGS.seed,
-            batch_size=FLAGS.batch_size)
+            batch_size=FLAGS.batch_size, meta_batch_size=FLAGS.batch_size)
         train = data.train
         what = f"CIFAR-10 archive ({data.num_train} training images)"
         if FLAGS.compare_alternatives:
@@ -128,12 +133,14 @@ def main(argv):
             images, labels = source.train.images, source.train.labels
     else:
         rng = np.random.default_rng(FLAGS.seed)
-        images = rng.integers(0, 256, size=(50000, 32, 32, 3), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=50000)
+        images = rng.integers(0, 256, size=(FLAGS.synthetic_images, 32, 32, 3),
+                              dtype=np.uint8)
+        labels = rng.integers(0, 10, size=FLAGS.synthetic_images)
         train = data_lib.array_dataset(
             images, labels, FLAGS.batch_size, corrupted=labels < 0,
             shuffle=True, augment=True, drop_remainder=True, seed=FLAGS.seed)
-        what = "synthetic 32x32 images (archive not found)"
+        what = (f"{FLAGS.synthetic_images} synthetic 32x32 images (archive "
+                "not found)")
 
     def measure(dataset):
         return images_per_second(dataset, FLAGS.batch_size, FLAGS.num_batches,

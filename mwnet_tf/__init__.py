@@ -3,12 +3,69 @@
     model = mwnet_tf.MetaWeightNet(classifier)
     model.compile()                       # the paper's optimisers and L2
     model.fit(mwnet_tf.with_meta(train_ds, meta_ds, meta_batch_size=100))
+
+`import mwnet_tf` does not import TensorFlow by itself: the names below are
+imported on first use (PEP 562). The command-line programs
+(`python -m mwnet_tf.main`, `python -m mwnet_tf.audit`) run from inside this
+package and set TensorFlow's environment (its C++ log level) before
+TensorFlow is first imported. Where TensorFlow or Keras is imported already,
+as in most code that uses this package, the names are imported at once
+instead, as they always were; this also registers MetaWeightNet and
+WeightingNet (and the zoo's layers) for `keras.saving.load_model`.
+Otherwise the first use of any of them does.
 """
 
-from mwnet_tf.inputs import with_meta
-from mwnet_tf.trainer import MetaWeightNet, lookahead_layers, weight_layers
-from mwnet_tf.weighting_net import WeightingNet, load_weighting_net
+import importlib as _importlib
+import importlib.util as _importlib_util
+import sys as _sys
+import typing as _typing
 
+__version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_LAZY = {
+    "MetaWeightNet": "mwnet_tf.trainer",
+    "lookahead_layers": "mwnet_tf.trainer",
+    "weight_layers": "mwnet_tf.trainer",
+    "WeightingNet": "mwnet_tf.weighting_net",
+    "load_weighting_net": "mwnet_tf.weighting_net",
+    "with_meta": "mwnet_tf.inputs",
+}
 __all__ = ["MetaWeightNet", "WeightingNet", "load_weighting_net",
            "lookahead_layers", "weight_layers", "with_meta"]
-__version__ = "0.1.0"
+
+if _typing.TYPE_CHECKING:  # For type checkers and IDEs; never at run time.
+    from mwnet_tf.inputs import with_meta
+    from mwnet_tf.trainer import MetaWeightNet, lookahead_layers, weight_layers
+    from mwnet_tf.weighting_net import WeightingNet, load_weighting_net
+
+
+def _import_public_names():
+    """Imports every public name at once, as `import mwnet_tf` once did."""
+    for public, module in _LAZY.items():
+        globals()[public] = getattr(_importlib.import_module(module), public)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        _import_public_names()
+        return globals()[name]
+    if not name.startswith("_") and _importlib_util.find_spec(
+            f"{__name__}.{name}") is not None:
+        # A submodule, e.g. `mwnet_tf.data` after a bare `import mwnet_tf`
+        # (the eager imports of earlier versions made some attributes).
+        value = _importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if "keras" in _sys.modules or "tensorflow" in _sys.modules:
+    # TensorFlow is loaded and configured already: nothing is gained by
+    # waiting, and the Keras classes get registered as before.
+    _import_public_names()

@@ -18,12 +18,19 @@ import sys
 from absl import app
 from absl import flags
 
-import keras
+from mwnet_tf import command_line
 
-from mwnet_tf import data as data_lib
-from mwnet_tf import experiment
-from mwnet_tf import label_audit
-from mwnet_tf.weighting_net import load_weighting_net
+# TensorFlow reads its C++ log level once, when it is first imported: quiet
+# it for the command (a level the user set wins), never for an import.
+if command_line.started_as_program(__name__):
+    command_line.quiet_tensorflow_logs()
+
+import keras  # noqa: E402
+
+from mwnet_tf import data as data_lib  # noqa: E402
+from mwnet_tf import experiment  # noqa: E402
+from mwnet_tf import label_audit  # noqa: E402
+from mwnet_tf.weighting_net import load_weighting_net  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -65,18 +72,22 @@ def load_run(workdir):
     if not os.path.isdir(workdir):
         raise AuditError(f"--workdir={workdir} is not a directory; give the "
                          "work directory of a finished mwnet_tf.main run.")
-    for name in ("config.json", "results.json", "classifier.keras",
-                 "weighting_net.keras"):
+    def require(name):
         if not os.path.isfile(os.path.join(workdir, name)):
             raise AuditError(
                 f"{workdir} holds no {name}: it is not a finished run of "
                 "mwnet_tf.main; rerun its command to finish it, then audit.")
+
+    require("config.json")
     config = _read_json(os.path.join(workdir, "config.json"))
+    # Before the other files: ce and l2rw runs save no V.
     if config["method"] not in label_audit.METHODS:
         raise AuditError(
             f"{workdir} was trained with --method={config['method']}, which "
             "learns no weighting net; the audit ranks labels by V's weights, "
             f"so audit a run of --method={' or '.join(label_audit.METHODS)}.")
+    for name in ("results.json", "classifier.keras", "weighting_net.keras"):
+        require(name)
     return config, _read_json(os.path.join(workdir, "results.json"))
 
 
@@ -150,6 +161,18 @@ def main(argv):
         sys.exit(f"mwnet_tf.audit: error: {error}")
 
 
+def help_text():
+    """What -h/--help prints: this module's docstring and its flags."""
+    module = FLAGS.find_module_defining_flag("gallery_size")
+    defined = FLAGS.flags_by_module_dict()[module]
+    return (f"{(__doc__ or '').strip()}\n\n"
+            f"{command_line.flags_help([('Flags', defined)])}\n\n"
+            "TensorFlow's C++ log is quiet (TF_CPP_MIN_LOG_LEVEL="
+            f"{command_line.TF_CPP_MIN_LOG_LEVEL} unless set);\n"
+            "TF_CPP_MIN_LOG_LEVEL=0 shows all of it. --helpfull also lists "
+            "absl's flags.\n")
+
+
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    command_line.run(main, help_text)

@@ -82,10 +82,21 @@ def is_chief(strategy):
     if not is_multi_worker(strategy):
         return True
     resolver = strategy.cluster_resolver
-    if resolver.task_type == "chief":
+    return _is_chief(resolver.task_type, resolver.task_id,
+                     resolver.cluster_spec().as_dict())
+
+
+def is_chief_task(tf_config):
+    """`is_chief` from a parsed `TF_CONFIG` (`check_tf_config`), before the
+    strategy exists."""
+    task = tf_config["task"]
+    return _is_chief(task["type"], task["index"], tf_config["cluster"])
+
+
+def _is_chief(task_type, task_id, cluster):
+    if task_type == "chief":
         return True
-    return (resolver.task_type == "worker" and resolver.task_id == 0
-            and "chief" not in resolver.cluster_spec().as_dict())
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster
 
 
 def barrier(strategy):

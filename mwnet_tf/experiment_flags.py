@@ -12,6 +12,27 @@ from mwnet_tf.data import DATASETS, NOISE_TYPES
 from mwnet_tf.distribute import STRATEGIES
 from mwnet_tf.trainer import LOOKAHEADS, METHODS, WEIGHT_NORMALIZATIONS
 
+# How `python -m mwnet_tf.main --help` lists the flags below, in this order.
+# Every flag is in exactly one group (tests/test_cli.py): add a new flag here.
+FLAG_GROUPS = (
+    ("Experiment and data", (
+        "dataset", "data_path", "data_dir", "cache_dir", "download",
+        "train_subset", "meta_per_class", "batch_size", "meta_batch_size",
+        "seed")),
+    ("Noise and imbalance", ("noise", "noise_rate", "imbalance_factor")),
+    ("Model", ("model", "dropout_rate", "pretrained_weights")),
+    ("Method and meta-learning", (
+        "method", "lookahead", "weight_normalization", "meta_interval",
+        "meta_scope", "vnet_hidden", "weighting_net")),
+    ("Optimisation", (
+        "epochs", "lr", "lr_decay_epochs", "lr_decay", "momentum", "nesterov",
+        "weight_decay", "meta_lr", "meta_weight_decay")),
+    ("Run control and output", ("workdir", "overwrite", "verbose", "audit")),
+    ("Distribution and precision", (
+        "distribute", "synchronized_batch_norm", "mixed_bfloat16",
+        "deterministic", "steps_per_execution")),
+)
+
 
 def define_flags():
     """Defines the experiment flags on absl's global FLAGS (idempotent)."""
@@ -32,7 +53,10 @@ def define_flags():
                       "TF_CONFIG (run the same command on every worker).")
     flags.DEFINE_bool("mixed_bfloat16", False, "Compute in bfloat16 "
                       "(keras mixed_bfloat16 policy); losses and weights stay "
-                      "float32.")
+                      "float32. Faster only where the hardware computes "
+                      "bfloat16 (GPUs, TPUs, CPUs with AVX512-BF16 or AMX); "
+                      "refused on CPUs without it, where it is many times "
+                      "slower than float32.")
     flags.DEFINE_bool("deterministic", False, "Bit-reproducible runs and "
                       "resumes: TF's deterministic ops and one inter-op "
                       "thread (slower).")

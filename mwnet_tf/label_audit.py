@@ -1,28 +1,34 @@
-"""Which training labels does V distrust? A label audit of a trained run.
+"""Which training labels are likely wrong? A label audit of a trained run.
 
-A trained Meta-Weight-Net gives every training example a weight V(l_i): the
-lowest are the labels most worth a second look. The audit evaluates the
-classifier on the training split (inference mode, no augmentation), ranks
-the examples by weight and writes
+A trained Meta-Weight-Net gives every training example a weight V(l_i). Where
+V falls with the loss, as MW-Net's should, the lowest weights are the labels
+most worth a second look. Where it does not (an increasing or U-shaped V, as
+a short or partial-scope run can learn), V's lowest weights mark the easiest,
+correctly labelled examples, so the audit then ranks by the loss instead and
+says so. The audit evaluates the classifier on the training split (inference
+mode, no augmentation), describes V's shape over the losses it saw, ranks
+the examples most suspect first and writes
 
-- `audit.csv`: one row per example, lowest weight first: where it came from
+- `audit.csv`: one row per example, most suspect first: where it came from
   (index in the loaded split, file), the given and the predicted label, the
   predicted probability, the loss, V's weight, and whether the label is known
   to be corrupted (1), clean (0) or unknown (empty);
-- `suspect_labels.png`: the lowest-weighted images titled "given -> predicted"
-  (also in TensorBoard, under `tensorboard/audit`);
+- `suspect_labels.png`: the most suspect images titled "given -> predicted",
+  headed by what they are ranked by (also in TensorBoard, under
+  `tensorboard/audit`);
 - where the true labels are known: how well the weights find the corrupted
   labels (ROC AUC, precision and recall among the k lowest weights, k the
   number of corrupted labels), beside the same figures for the loss itself.
 
-Note that V maps the loss to the weight, so as a ranking it agrees with the
-loss wherever V decreases (and reverses it where V increases): the weights
-rank examples exactly as the loss of the MW-Net-trained classifier does when
-V is monotone. What the audit adds is that classifier, trained not to fit the
+V maps the loss to the weight, so as a ranking it agrees with the loss
+wherever V decreases (and reverses it where V increases): the weights rank
+examples exactly as the loss of the MW-Net-trained classifier does when V is
+decreasing. What the audit adds is that classifier, trained not to fit the
 noise, and V's verdict on each loss.
 
     audit = audit_labels(classifier, weighting_net, data.train_eval,
                          data.train_examples)
+    audit.weighting_shape     # {"shape": "decreasing", ...}; audit.ranked_by
     write_csv(audit, "audit.csv", data.class_names)
     detection_report(audit)   # None when no true label is known
 """
@@ -50,6 +56,9 @@ CSV_COLUMNS = ("rank", "index", "file", "given_label", "given_class",
                "predicted_label", "predicted_class", "predicted_probability",
                "loss", "weight", "corrupted")
 DEFAULT_GALLERY_SIZE = 36
+# What the audit ranks by: V's weight (lowest first) where V decreases over
+# the losses it saw, else the loss itself (highest first).
+RANKINGS = ("weight", "loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +76,11 @@ class LabelAudit:
         corrupted: int8 [N], 1 where the given label is known to be wrong, 0
             where known to be right, -1 where unknown; None when no example's
             true label is known.
+        ranked_by: "weight" (lowest first) or "loss" (highest first): what
+            `suspect_order` ranks by. `audit_labels` chooses "weight" only
+            where V decreases over the losses seen.
+        weighting_shape: `weighting_function_shape` of V over these losses,
+            or None.
     """
 
     index: np.ndarray
@@ -77,13 +91,73 @@ class LabelAudit:
     loss: np.ndarray
     weight: np.ndarray
     corrupted: Optional[np.ndarray]
+    ranked_by: str = "weight"
+    weighting_shape: Optional[dict] = None
 
     def __len__(self):
         return int(self.index.shape[0])
 
-    def lowest_weight_first(self):
-        """Row order of the CSV: ascending weight, then descending loss."""
-        return np.lexsort((-self.loss, self.weight))
+    def suspect_order(self):
+        """Row order of the CSV and the gallery, most suspect first.
+
+        By weight: ascending weight, ties by descending loss. By loss:
+        descending loss, ties by ascending weight.
+        """
+        if self.ranked_by == "weight":
+            return np.lexsort((-self.loss, self.weight))
+        if self.ranked_by == "loss":
+            return np.lexsort((self.weight, -self.loss))
+        raise ValueError(f"ranked_by must be one of {RANKINGS}; got "
+                         f"{self.ranked_by!r}.")
+
+
+def curve_shape(weights):
+    """(shape, rise, fall) of a weighting curve sampled at increasing losses.
+
+    Rise and fall are the sums of its increments up and down; a small MLP
+    has small wiggles, so the curve counts as decreasing when it rises by at
+    most a tenth of what it falls (likewise increasing), as "flat" when it
+    moves by less than 0.02 in all, and as "non-monotone" otherwise.
+    """
+    steps = np.diff(np.asarray(weights, dtype=np.float64))
+    rise, fall = float(steps[steps > 0].sum()), float(-steps[steps < 0].sum())
+    if rise + fall < 0.02:
+        shape = "flat"
+    elif rise <= 0.1 * fall:
+        shape = "decreasing"
+    elif fall <= 0.1 * rise:
+        shape = "increasing"
+    else:
+        shape = "non-monotone"
+    return shape, rise, fall
+
+
+def weighting_function_shape(weighting_net, losses, grid_size=101):
+    """Whether V falls with the loss over the losses it is applied to.
+
+    V is evaluated on an even grid between the 1st and 99th percentiles of
+    `losses` (where the examples are, not where V was never asked) and
+    classified by `curve_shape`.
+
+    Returns:
+        A JSON-serialisable dict: `shape` ("decreasing", "increasing",
+        "non-monotone", or "flat" when V moves by less than 0.02 in all),
+        `loss_range` (the grid's ends), `weight_at_low_loss` /
+        `weight_at_high_loss` (V there), `rise`, `fall`, and `lowest_weight_at_loss`
+        (where on the grid V is lowest).
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    low, high = (np.quantile(losses, [0.01, 0.99]) if losses.size
+                 else (0.0, 0.0))
+    grid = np.linspace(low, high, grid_size).astype(np.float32)
+    weights = ops.convert_to_numpy(weighting_net(ops.convert_to_tensor(
+        grid, weighting_net.compute_dtype))).astype(np.float64)
+    shape, rise, fall = curve_shape(weights)
+    return {"shape": shape, "loss_range": [float(low), float(high)],
+            "weight_at_low_loss": float(weights[0]),
+            "weight_at_high_loss": float(weights[-1]),
+            "lowest_weight_at_loss": float(grid[int(np.argmin(weights))]),
+            "rise": rise, "fall": fall}
 
 
 def audit_labels(classifier, weighting_net, dataset, examples,
@@ -102,7 +176,8 @@ def audit_labels(classifier, weighting_net, dataset, examples,
         verbose: 1 shows a progress bar, 0 nothing.
 
     Returns:
-        A `LabelAudit`.
+        A `LabelAudit`, ranked by V's weight if V decreases over the losses
+        seen (`weighting_function_shape`), else by the loss.
 
     Raises:
         ValueError: `dataset` does not yield `examples`' labels in order.
@@ -137,13 +212,16 @@ def audit_labels(classifier, weighting_net, dataset, examples,
     if examples.clean_labels is not None:
         clean = examples.clean_labels
         corrupted = np.where(clean < 0, -1, clean != given).astype(np.int8)
+    shape = weighting_function_shape(weighting_net, loss)
     return LabelAudit(
         index=np.asarray(examples.index), file=examples.files,
         given_label=given.astype(np.int64),
         predicted_label=predicted.astype(np.int64),
         predicted_probability=probability.astype(np.float32),
         loss=loss.astype(np.float32), weight=weight.astype(np.float32),
-        corrupted=corrupted)
+        corrupted=corrupted,
+        ranked_by="weight" if shape["shape"] == "decreasing" else "loss",
+        weighting_shape=shape)
 
 
 def roc_auc(scores, positive):
@@ -232,8 +310,8 @@ def write_json(path, value):
 
 
 def write_csv(audit, path, class_names):
-    """Writes the audit, lowest weight first, one row per example."""
-    order = audit.lowest_weight_first()
+    """Writes the audit, most suspect first (`suspect_order`), one row each."""
+    order = audit.suspect_order()
     names = np.asarray(class_names, dtype=object)
 
     def write(file):
@@ -271,12 +349,25 @@ def _display_images(examples, rows, size=96):
     return np.stack(images)
 
 
+def gallery_heading(audit):
+    """What the gallery shows, and why it is ranked as it is."""
+    if audit.ranked_by == "weight":
+        return ("Suspect labels: the lowest weights V gives (V falls with "
+                "the loss)")
+    shape = (audit.weighting_shape or {}).get("shape", "not decreasing")
+    return (f"Suspect labels: the highest losses. V is {shape} over the "
+            "losses seen, so its lowest weights would mark easy, likely "
+            "correct labels")
+
+
 def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
                   path=None):
-    """A gallery of the `count` lowest-weighted images, "given -> predicted".
+    """A gallery of the `count` most suspect images, "given -> predicted".
 
-    Titles are red where the given label is known to be wrong, green where
-    known to be right. Returns PNG bytes (and writes `path`).
+    Headed by what they are ranked by (V's weight, or the loss where V does
+    not decrease, with the reason). Titles are red where the given label is
+    known to be wrong, green where known to be right. Returns PNG bytes (and
+    writes `path`).
     """
     # keras-cv draws the gallery; imported here, as only the audit needs it.
     import keras_cv
@@ -284,7 +375,7 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    rows = audit.lowest_weight_first()[:count]
+    rows = audit.suspect_order()[:count]
     columns = int(np.ceil(np.sqrt(len(rows))))
     grid_rows = int(np.ceil(len(rows) / columns))
     images = _display_images(examples, rows)
@@ -309,11 +400,13 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
         axes.set_title(
             f"{class_names[audit.given_label[row]]} -> "
             f"{class_names[audit.predicted_label[row]]}\n"
-            f"w={audit.weight[row]:.2f}", fontsize=7,
-            color=colours.get(known, "black"))
+            f"w={audit.weight[row]:.2f} loss={audit.loss[row]:.1f}",
+            fontsize=7, color=colours.get(known, "black"))
+    heading = figure.suptitle(gallery_heading(audit), fontsize=9, y=1.06,
+                              wrap=True)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight",
-                   bbox_extra_artists=figure.legends)
+                   bbox_extra_artists=figure.legends + [heading])
     plt.close(figure)
     if path is not None:
         _replace_atomically(path, lambda file: file.write(buffer.getvalue()),
@@ -334,7 +427,9 @@ def run_audit(workdir, classifier, weighting_net, data,
 
     Returns:
         A JSON-serialisable summary (for results.json): files written,
-        seconds, and the `detection_report` (None when no truth is known).
+        seconds, V's shape over the losses seen (`weighting_function`),
+        what the CSV and gallery are ranked by (`ranked_by`), and the
+        `detection_report` (None when no truth is known).
     """
     start = time.perf_counter()
     audit = audit_labels(classifier, weighting_net, data.train_eval,
@@ -353,9 +448,25 @@ def run_audit(workdir, classifier, weighting_net, data,
     summary = {"examples": len(audit), "csv": "audit.csv",
                "gallery": "suspect_labels.png",
                "seconds": time.perf_counter() - start,
+               "weighting_function": audit.weighting_shape,
+               "ranked_by": audit.ranked_by,
                "detection": detection}
     logging.info("Label audit of %d training examples in %.0f s: %s/audit.csv",
                  len(audit), summary["seconds"], workdir)
+    shape = audit.weighting_shape
+    if audit.ranked_by == "weight":
+        logging.info("V falls with the loss (%.2f at loss %.2f, %.2f at "
+                     "%.2f): suspects are ranked by V's weight, lowest first.",
+                     shape["weight_at_low_loss"], shape["loss_range"][0],
+                     shape["weight_at_high_loss"], shape["loss_range"][1])
+    else:
+        logging.warning(
+            "V is %s over the losses seen (%.2f at loss %.2f, %.2f at %.2f), "
+            "not decreasing: its lowest weights mark easy, likely correct "
+            "labels, so audit.csv and %s rank by the loss instead (highest "
+            "first).", shape["shape"], shape["weight_at_low_loss"],
+            shape["loss_range"][0], shape["weight_at_high_loss"],
+            shape["loss_range"][1], summary["gallery"])
     if detection is not None:
         logging.info(
             "Finding the %d corrupted labels: ROC AUC %.3f by V's weight "

@@ -8,6 +8,7 @@ This is the only module that reads flags. Rerunning the same command resumes
 from the work directory's last completed epoch.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,17 +18,26 @@ from absl import app
 from absl import flags
 from absl import logging
 
-import keras
-import numpy as np
-import tensorflow as tf
+from mwnet_tf import command_line
 
-import mwnet_tf
-from mwnet_tf import callbacks as callbacks_lib
-from mwnet_tf import data as data_lib
-from mwnet_tf import distribute as distribute_lib
-from mwnet_tf import experiment
-from mwnet_tf import experiment_flags
-from mwnet_tf import label_audit
+# TensorFlow reads its C++ log level once, when it is first imported: quiet
+# it for the command (a level the user set wins), never for an import.
+if command_line.started_as_program(__name__, console_script="mwnet-tf"):
+    command_line.quiet_tensorflow_logs()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import mwnet_tf  # noqa: E402
+from mwnet_tf import callbacks as callbacks_lib  # noqa: E402
+from mwnet_tf import data as data_lib  # noqa: E402
+from mwnet_tf import distribute as distribute_lib  # noqa: E402
+from mwnet_tf import experiment  # noqa: E402
+from mwnet_tf import experiment_flags  # noqa: E402
+from mwnet_tf import label_audit  # noqa: E402
+from mwnet_tf import precision  # noqa: E402
+from mwnet_tf import run_lock  # noqa: E402
 
 FLAGS = flags.FLAGS
 # Flags that change how a run is watched or stored, not what it computes: a
@@ -66,7 +76,8 @@ def check_workdir(workdir, config, overwrite):
         raise ExperimentError(
             f"--workdir={workdir} is a file, not a directory; choose a new "
             "or empty directory.")
-    if not (os.path.isdir(workdir) and os.listdir(workdir)):
+    if not (os.path.isdir(workdir)
+            and set(os.listdir(workdir)) - {run_lock.LOCK_NAME}):
         return False
     if not os.path.exists(config_path):
         raise ExperimentError(
@@ -115,7 +126,13 @@ def claim_workdir(workdir, config, resuming):
 
 
 def check_paths():
-    """Checks every path flag (and TF_CONFIG) before anything expensive starts."""
+    """Checks every path flag (and TF_CONFIG), and that bfloat16 is native
+    where asked for, before anything expensive starts."""
+    if FLAGS.mixed_bfloat16:
+        try:
+            precision.check_bfloat16()
+        except ValueError as error:
+            raise ExperimentError(str(error)) from error
     if FLAGS.distribute == "multi_worker":
         try:
             distribute_lib.check_tf_config()
@@ -177,6 +194,22 @@ def run():
     config = resolved_config()
     check_paths()
     resuming = check_workdir(workdir, config, FLAGS.overwrite)
+    # The chief alone writes the work directory, so it alone holds it; it
+    # is known from TF_CONFIG before the strategy waits for every worker.
+    writes_workdir = (FLAGS.distribute != "multi_worker"
+                      or distribute_lib.is_chief_task(
+                          distribute_lib.check_tf_config()))
+    with contextlib.ExitStack() as held:
+        if writes_workdir:
+            try:
+                held.enter_context(run_lock.exclusive_workdir(workdir))
+            except run_lock.WorkdirInUse as error:
+                raise ExperimentError(str(error)) from error
+        return _train_and_report(workdir, config, resuming)
+
+
+def _train_and_report(workdir, config, resuming):
+    """`run` once its input is checked and the work directory is held."""
     if FLAGS.deterministic:
         # Op determinism alone leaves MW-Net and L2RW steps run-to-run
         # different in graph mode (the per-example meta-gradient varies in
@@ -283,22 +316,36 @@ def run():
             "--meta_lr, then rerun with --overwrite.")
     results = summarise(history, test_logs, data.statistics,
                         data.steps_per_epoch)
+    # Everything the run learned is on disk before the audit starts, so that
+    # an audit that fails loses nothing.
+    results_path = os.path.join(workdir, "results.json")
+    label_audit.write_json(results_path, results)
     model.classifier.save(os.path.join(workdir, "classifier.keras"))
-    model.weighting_net.save(os.path.join(workdir, "weighting_net.keras"))
     if learned_weights:
+        # V only where it was learned (mwnet) or given (fixed): a ce or l2rw
+        # run's V is its random initialisation.
+        model.weighting_net.save(os.path.join(workdir, "weighting_net.keras"))
         callbacks_lib.plot_weighting_function(
             model, os.path.join(workdir, "weighting_function.png"),
             title=f"{FLAGS.dataset} {FLAGS.noise} {FLAGS.noise_rate:g}")
     if learned_weights and FLAGS.audit:
-        results["label_audit"] = label_audit.run_audit(
-            workdir, model.classifier, model.weighting_net, data,
-            verbose=1 if verbose == "auto" else verbose)
-    with open(os.path.join(workdir, "results.json"), "w") as file:
-        json.dump(results, file, indent=2)
+        try:
+            results["label_audit"] = label_audit.run_audit(
+                workdir, model.classifier, model.weighting_net, data,
+                verbose=1 if verbose == "auto" else verbose)
+        except Exception as error:  # The run's results stay; say why.
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0]}" \
+                if str(error) else type(error).__name__
+            logging.error(
+                "The label audit failed (%s); the run's results are kept in "
+                "%s. Audit it later with python -m mwnet_tf.audit "
+                "--workdir=%s.", reason, workdir, workdir)
+            results["label_audit"] = {"error": reason}
+        label_audit.write_json(results_path, results)
     logging.info("Final test accuracy %.4f; test accuracy at best meta "
-                 "accuracy (epoch %d) %.4f; results in %s/results.json",
+                 "accuracy (epoch %d) %.4f; results in %s",
                  results["final_test_accuracy"], results["best_meta_epoch"],
-                 results["test_accuracy_at_best_meta_accuracy"], workdir)
+                 results["test_accuracy_at_best_meta_accuracy"], results_path)
     return results
 
 
@@ -312,9 +359,37 @@ def main(argv):
         sys.exit(f"mwnet_tf.main: error: {error}")
 
 
+def help_text():
+    """What -h/--help prints: the experiment's flags by group, the flagfiles."""
+    defined = FLAGS.flags_by_module_dict()[experiment_flags.__name__]
+    by_name = {flag.name: flag for flag in defined}
+    groups = [(title, [by_name[name] for name in names if name in by_name])
+              for title, names in experiment_flags.FLAG_GROUPS]
+    grouped = {name for _, names in experiment_flags.FLAG_GROUPS
+               for name in names}
+    others = [flag for flag in defined if flag.name not in grouped]
+    if others:
+        groups.append(("Other", others))
+    sections = [
+        "Runs one Meta-Weight-Net experiment (Shu et al., NeurIPS 2019) and "
+        "writes its\nresults, models and TensorBoard logs to --workdir.\n\n"
+        "usage: python -m mwnet_tf.main --flagfile=flags/NAME.cfg "
+        "[--flag=value ...]\n"
+        "       (or mwnet-tf, the same command)\n\n"
+        "Flags after the flagfile override it; rerunning a command resumes "
+        "its run.\nTensorFlow's C++ log is quiet (TF_CPP_MIN_LOG_LEVEL="
+        f"{command_line.TF_CPP_MIN_LOG_LEVEL} unless set);\n"
+        "TF_CPP_MIN_LOG_LEVEL=0 shows all of it. --helpfull also lists "
+        "absl's flags.",
+        command_line.flags_help(groups),
+        command_line.flagfiles_help(),
+    ]
+    return "\n\n".join(section for section in sections if section) + "\n"
+
+
 def cli():
     """Console-script entry point (`mwnet-tf`), as `python -m mwnet_tf.main`."""
-    app.run(main)
+    command_line.run(main, help_text)
 
 
 experiment_flags.define_flags()

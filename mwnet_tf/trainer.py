@@ -301,6 +301,10 @@ class MetaWeightNet(keras.Model):
             meta_optimizer = keras.optimizers.LossScaleOptimizer(
                 meta_optimizer, name="meta_loss_scale_optimizer")
         self.meta_optimizer = meta_optimizer
+        if self.method == "mwnet" and hasattr(self.weighting_net,
+                                              "count_meta_steps_of"):
+            # Saved with V: how many meta steps trained it.
+            self.weighting_net.count_meta_steps_of(meta_optimizer)
         if (self._meta_step_chosen_on_host()
                 and self.steps_per_execution != 1):
             raise ValueError(
@@ -401,6 +405,19 @@ class MetaWeightNet(keras.Model):
 
     def call(self, inputs, training=None):
         return self.classifier(inputs, training=training)
+
+    def fit(self, x=None, *args, **kwargs):
+        """`keras.Model.fit`; `shuffle` defaults to False for tf.data input.
+
+        Keras ignores `shuffle` for a `tf.data.Dataset` (such as what
+        `with_meta` builds; the dataset shuffles itself) but warns about
+        its default, True. Other input keeps Keras's default.
+        """
+        # `shuffle` is fit's 9th parameter: 8 positional ones after x.
+        if (len(args) < 8 and "shuffle" not in kwargs and isinstance(
+                x, (tf.data.Dataset, tf.distribute.DistributedDataset))):
+            kwargs["shuffle"] = False
+        return super().fit(x, *args, **kwargs)
 
     @property
     def lookahead_variables(self):

@@ -1,5 +1,8 @@
 """The weighting function V(loss; theta) of Meta-Weight-Net."""
 
+import json
+import os
+
 import keras
 from keras import ops
 
@@ -33,16 +36,27 @@ class WeightingNet(keras.Model):
 
         weights = weighting_net(ops.stop_gradient(per_example_losses))
 
+    A V remembers how many meta steps trained it (`meta_steps`, saved with
+    it), so that a V that was never trained (a baseline run's random
+    initialisation) is not reused as if it had learned something.
+
     Args:
         hidden_sizes: Sizes of the hidden layers. The paper uses `(100,)`.
         seed: Optional integer seed of the initialisers.
         dtype: Dtype (policy) of the net. Defaults to "float32".
+        meta_steps: Meta steps that trained these weights before: 0 for a
+            new V; None when unknown (files saved before it was recorded).
         **kwargs: Passed to `keras.Model` (e.g. `name`).
     """
 
     def __init__(self, hidden_sizes=(100,), seed=None, dtype="float32",
-                 **kwargs):
+                 meta_steps=0, **kwargs):
         super().__init__(dtype=dtype, **kwargs)
+        self._earlier_meta_steps = (None if meta_steps is None
+                                    else int(meta_steps))
+        # The optimiser that trains V now (`count_meta_steps_of`); a
+        # one-element list, so that Keras does not track it as V's own.
+        self._meta_optimizer = []
         hidden_sizes = tuple(int(size) for size in hidden_sizes)
         if not hidden_sizes or min(hidden_sizes) < 1:
             raise ValueError(
@@ -89,29 +103,75 @@ class WeightingNet(keras.Model):
             hidden = layer(hidden)
         return ops.reshape(self.output_layer(hidden), (-1,))
 
+    def count_meta_steps_of(self, optimizer):
+        """Counts `optimizer`'s steps (its `iterations`) in `meta_steps`.
+
+        `MetaWeightNet.compile` calls this with V's meta optimiser, whose
+        iterations are exactly the meta steps taken (and are restored with
+        it on resume).
+        """
+        self._meta_optimizer[:] = [optimizer]
+
+    @property
+    def meta_steps(self):
+        """Meta steps that trained V so far; None if unknown (an old file)."""
+        now = (int(ops.convert_to_numpy(self._meta_optimizer[0].iterations))
+               if self._meta_optimizer else 0)
+        if self._earlier_meta_steps is None:
+            return None if now == 0 else now
+        return self._earlier_meta_steps + now
+
     def get_config(self):
         config = super().get_config()
         config.update({"hidden_sizes": list(self.hidden_sizes),
-                       "seed": self.seed})
+                       "seed": self.seed, "meta_steps": self.meta_steps})
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config.pop("trainable", None)
+        # Files saved before V counted its meta steps: unknown, not 0.
+        config.setdefault("meta_steps", None)
         return cls(**config)
 
 
-def load_weighting_net(path):
+def check_trained(weighting_net, where="this weighting net"):
+    """Raises ValueError if V is known never to have taken a meta step."""
+    if getattr(weighting_net, "meta_steps", None) == 0:
+        raise ValueError(
+            f"{where} was never trained (0 meta steps): its weights are a "
+            "random initialisation, e.g. the V of a ce or l2rw run; give "
+            "the weighting_net.keras of an mwnet run.")
+
+
+def _run_method(path):
+    """The --method of the run whose work directory holds `path`, if any."""
+    config_path = os.path.join(os.path.dirname(os.path.abspath(path)),
+                               "config.json")
+    try:
+        with open(config_path) as file:
+            return json.load(file).get("method")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_weighting_net(path, allow_untrained=False):
     """Loads a saved weighting net (a run's `weighting_net.keras`).
 
     With `MetaWeightNet(classifier, load_weighting_net(path), method="fixed")`
     a new classifier trains with the learned weights and no meta step; with
     `method="mwnet"` meta-learning continues from them.
 
+    Args:
+        path: The saved file.
+        allow_untrained: Load a V that never took a meta step too (its file
+            says 0 meta steps, or, for files saved before V counted them, it
+            sits in the work directory of a ce or l2rw run).
+
     Raises:
         ValueError: The file does not hold a model that maps a batch of
-            losses to one weight in [0, 1] each.
+            losses to one weight in [0, 1] each, or holds an untrained V.
     """
     try:
         net = keras.saving.load_model(path, compile=False)
@@ -127,4 +187,12 @@ def load_weighting_net(path):
             f"{path} maps losses to outputs of shape {probe.shape} with "
             f"values {probe.ravel()[:3]}, not to one weight in [0, 1] per "
             "loss; give the weighting_net.keras of an mwnet_tf run.")
+    if not allow_untrained:
+        check_trained(net, where=path)
+        method = _run_method(path)
+        if getattr(net, "meta_steps", 0) is None and method in ("ce", "l2rw"):
+            raise ValueError(
+                f"{path} was saved by a --method={method} run, which does "
+                "not train V: its weights are a random initialisation; give "
+                "the weighting_net.keras of an mwnet run.")
     return net

@@ -10,6 +10,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from absl import flags
 from absl.testing import flagsaver
 from test_main import REPO, _image_tree, _parse, _run, _tiny_args
@@ -104,6 +105,85 @@ def test_gallery_of_file_backed_data_reads_only_the_suspects(tmp_path):
                                     path=tmp_path / "gallery.png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "gallery.png").read_bytes() == png
+
+
+def _weighting_net(shape):
+    """A WeightingNet set by hand to a known shape over losses 0-5."""
+    if shape == "non-monotone":  # sigmoid(|l - 2| - 1): lowest at loss 2.
+        net = mwnet_tf.WeightingNet(hidden_sizes=(2,))
+        net.set_weights([np.array([[1.0, -1.0]]), np.array([-2.0, 2.0]),
+                         np.array([[1.0], [1.0]]), np.array([-1.0])])
+        return net
+    slope = {"decreasing": -1.0, "increasing": 1.0, "flat": 1e-4}[shape]
+    net = mwnet_tf.WeightingNet(hidden_sizes=(1,))
+    net.set_weights([np.array([[1.0]]), np.array([0.0]),
+                     np.array([[slope]]), np.array([1.0])])
+    return net
+
+
+@pytest.mark.parametrize("shape", ["decreasing", "increasing",
+                                   "non-monotone", "flat"])
+def test_weighting_function_shape_over_the_losses_seen(shape):
+    losses = np.random.default_rng(3).uniform(0.0, 5.0, 500)
+    described = label_audit.weighting_function_shape(_weighting_net(shape),
+                                                     losses)
+    assert described["shape"] == shape
+    assert described["loss_range"] == pytest.approx(
+        np.quantile(losses, [0.01, 0.99]))
+    if shape == "non-monotone":
+        assert described["lowest_weight_at_loss"] == pytest.approx(2.0,
+                                                                  abs=0.1)
+    # Only where the examples are: the same V, losses all below 2, falls.
+    if shape == "non-monotone":
+        assert label_audit.weighting_function_shape(
+            _weighting_net(shape), losses / 3.0)["shape"] == "decreasing"
+
+
+def _scored_run(shape, tmp_path):
+    """audit_labels on a 3-class linear classifier whose loss is high
+    exactly on the corrupted labels, with a V of `shape`."""
+    rng = np.random.default_rng(4)
+    clean = rng.integers(0, 3, 60)
+    corrupted = rng.random(60) < 0.4
+    given = np.where(corrupted, (clean + 1) % 3, clean)
+    images = np.zeros((60, 2, 2, 3), np.uint8)
+    images[np.arange(60), 0, 0, clean] = 255  # The true class, in one pixel.
+    classifier = keras.Sequential([keras.Input((2, 2, 3)),
+                                   keras.layers.Flatten(),
+                                   keras.layers.Dense(3)])
+    kernel = np.zeros((12, 3), np.float32)
+    kernel[np.arange(3), np.arange(3)] = 0.02  # Pixel (0, 0) channel c -> c.
+    classifier.set_weights([kernel, np.zeros(3, np.float32)])
+    examples = mwnet_tf.data.Split(labels=given, images=images,
+                                   clean_labels=clean)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (images.astype(np.float32), given)).batch(16)
+    return label_audit.audit_labels(classifier, _weighting_net(shape),
+                                    dataset, examples, verbose=0)
+
+
+@pytest.mark.parametrize("shape", ["decreasing", "increasing"])
+def test_audit_ranks_by_the_weight_only_where_v_decreases(shape, tmp_path):
+    audit = _scored_run(shape, tmp_path)
+    assert audit.weighting_shape["shape"] == shape
+    assert audit.ranked_by == ("weight" if shape == "decreasing" else "loss")
+    # Either way the most suspect rows are the corrupted labels: those the
+    # classifier finds least likely...
+    flagged = int(audit.corrupted.sum())
+    order = audit.suspect_order()
+    assert audit.corrupted[order[:flagged]].all()
+    # ...which V's lowest weights are not when V increases.
+    lowest_weights = np.argsort(audit.weight, kind="stable")[:flagged]
+    assert audit.corrupted[lowest_weights].all() == (shape == "decreasing")
+    # The CSV follows the same order and the gallery says what it shows.
+    label_audit.write_csv(audit, tmp_path / "audit.csv", ["a", "b", "c"])
+    rows = _read_csv(tmp_path / "audit.csv")
+    assert [int(r["index"]) for r in rows] == list(audit.index[order])
+    heading = label_audit.gallery_heading(audit)
+    if shape == "decreasing":
+        assert "lowest weights V gives" in heading
+    else:
+        assert "highest losses" in heading and "increasing" in heading
 
 
 @pytest.fixture(scope="module")

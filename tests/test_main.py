@@ -14,6 +14,7 @@ from absl import flags
 from absl.testing import flagsaver
 from PIL import Image
 
+import mwnet_tf
 from mwnet_tf import callbacks as callbacks_lib
 from mwnet_tf import experiment
 from mwnet_tf import main as main_lib
@@ -105,6 +106,12 @@ def test_end_to_end_run_writes_results(method, image_tree, tmp_path):
     assert classifier.output_shape == (None, 4)
     has_plot = (workdir / "weighting_function.png").exists()
     assert has_plot == (method == "mwnet")
+    # V is kept only where it was learned: a ce or l2rw run's is random.
+    saved_v = workdir / "weighting_net.keras"
+    assert saved_v.exists() == (method == "mwnet")
+    if method == "mwnet":  # A meta step per step; full batches of 8 only.
+        assert mwnet_tf.load_weighting_net(saved_v).meta_steps == (
+            2 * (saved["data"]["num_train"] // 8))
     # The label audit runs by default when there is a V to audit with.
     audited = (workdir / "audit.csv").exists()
     assert audited == ("label_audit" in saved) == (method == "mwnet")
@@ -120,7 +127,9 @@ def long_epoch_tree(tmp_path_factory):
 
 
 def _final_weights(workdir):
+    # ce runs save no V (it is never trained).
     return [w for name in ("classifier.keras", "weighting_net.keras")
+            if (workdir / name).exists()
             for w in keras.saving.load_model(workdir / name).get_weights()]
 
 
@@ -325,3 +334,151 @@ def test_command_line_errors_are_one_line_without_traceback(tmp_path):
         errors = [line for line in process.stderr.splitlines()
                   if "rror" in line and not line.startswith("I0000")]
         assert len(errors) == 1, process.stderr
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_busy_workdir_refuses_and_changes_nothing(
+        long_epoch_tree, tmp_path):
+    """Two real processes, one work directory: the second stops at once in
+    one line; the first finishes with its history and results intact."""
+    workdir = tmp_path / "run"
+    command = [sys.executable, "-m", "mwnet_tf.main", *_tiny_args(
+        workdir, long_epoch_tree, tmp_path / "cache", "--method=ce",
+        "--verbose=2")]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    first = subprocess.Popen(command, cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    try:
+        for line in first.stdout:
+            if line.startswith("Epoch 1/2"):
+                break
+        second = subprocess.run(command, cwd=REPO, env=env, text=True,
+                                capture_output=True, timeout=120)
+        assert first.poll() is None, "the first run ended too early to test"
+        rest = first.communicate(timeout=600)[0]
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == 0, rest
+    assert second.returncode != 0
+    message = second.stderr.strip().splitlines()[-1]
+    assert message.startswith("mwnet_tf.main: error: --workdir=")
+    assert f"is in use by process {first.pid} on" in message
+    assert "Traceback" not in second.stderr
+    with open(workdir / "history.csv") as file:
+        rows = file.read().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch")  # Header + 2.
+    with open(workdir / "results.json") as file:
+        assert json.load(file)["epochs_completed"] == 2
+    # The lock went with the first process: the command now resumes.
+    assert not run_lock_held(workdir)
+
+
+def run_lock_held(workdir):
+    from mwnet_tf import run_lock
+    try:
+        with run_lock.exclusive_workdir(str(workdir)):
+            return False
+    except run_lock.WorkdirInUse:
+        return True
+
+
+def test_workdir_lock_is_exclusive_and_leaves_no_trace_on_bad_input(
+        tmp_path):
+    from mwnet_tf import run_lock
+    workdir = tmp_path / "new"
+    with run_lock.exclusive_workdir(str(workdir)):
+        assert run_lock_held(workdir)
+        with pytest.raises(run_lock.WorkdirInUse,
+                           match=f"in use by process {os.getpid()} on"):
+            with run_lock.exclusive_workdir(str(workdir)):
+                pass
+    # Held and released with nothing written: the directory is gone again.
+    assert not workdir.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with run_lock.exclusive_workdir(str(existing)):
+        (existing / "config.json").write_text("{}")
+    assert sorted(os.listdir(existing)) == [".lock", "config.json"]
+    assert not run_lock_held(existing)
+    # The lock file is not mistaken for another program's files.
+    assert main_lib.check_workdir(str(existing), {}, False) is True
+
+
+def test_bfloat16_on_a_cpu_without_it_is_refused_before_any_work(
+        tmp_path, monkeypatch):
+    from mwnet_tf import precision
+    avx2_only = tmp_path / "cpuinfo"
+    avx2_only.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+                         "processor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    bf16 = tmp_path / "cpuinfo_bf16"
+    bf16.write_text("processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16\n")
+    arm = tmp_path / "cpuinfo_arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16\n")
+    if not precision.bfloat16_is_native(str(tmp_path / "missing")):
+        # This machine has an accelerator: every CPU counts as native.
+        assert precision.bfloat16_is_native(str(avx2_only)) is False
+    assert precision.bfloat16_is_native(str(bf16)) is True
+    assert precision.bfloat16_is_native(str(arm)) is True
+    assert precision.cpu_flags(str(tmp_path / "missing")) is None
+    with pytest.raises(ValueError, match="drop --mixed_bfloat16"):
+        precision.check_bfloat16(str(avx2_only))
+    precision.check_bfloat16(str(bf16))
+
+    monkeypatch.setattr(precision, "bfloat16_is_native", lambda *_: False)
+    workdir = tmp_path / "run"
+    with pytest.raises(main_lib.ExperimentError,
+                       match="no bfloat16 instructions"):
+        _run(["--flagfile=flags/base.cfg", f"--workdir={workdir}",
+              "--mixed_bfloat16"])
+    assert not workdir.exists()
+
+
+def test_an_untrained_weighting_net_is_refused(tmp_path):
+    untrained = tmp_path / "new_v.keras"
+    mwnet_tf.WeightingNet(hidden_sizes=(4,)).save(untrained)
+    with pytest.raises(main_lib.ExperimentError,
+                       match="never trained \\(0 meta steps\\)"):
+        _run(["--flagfile=flags/base.cfg", f"--workdir={tmp_path / 'run'}",
+              "--method=fixed", f"--weighting_net={untrained}"])
+    assert not (tmp_path / "run").exists()
+    # Files saved before V counted its meta steps: its run tells.
+    for method, refused in (("ce", True), ("l2rw", True), ("mwnet", False)):
+        run = tmp_path / method
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"method": method}))
+        old = run / "weighting_net.keras"
+        mwnet_tf.WeightingNet(hidden_sizes=(4,), meta_steps=None).save(old)
+        if refused:
+            with pytest.raises(ValueError, match=f"--method={method} run"):
+                mwnet_tf.load_weighting_net(old)
+        else:
+            assert mwnet_tf.load_weighting_net(old).meta_steps is None
+    assert mwnet_tf.load_weighting_net(
+        untrained, allow_untrained=True).meta_steps == 0
+
+
+@pytest.mark.slow
+def test_a_failing_audit_keeps_the_results_and_says_why(
+        image_tree, tmp_path, monkeypatch, caplog):
+    from mwnet_tf import label_audit
+
+    def broken_audit(*args, **kwargs):
+        raise ImportError("No module named 'keras_cv'")
+
+    monkeypatch.setattr(label_audit, "run_audit", broken_audit)
+    workdir = tmp_path / "run"
+    results = _run(_tiny_args(workdir, image_tree, tmp_path / "cache",
+                              "--method=mwnet"))
+    with open(workdir / "results.json") as file:
+        saved = json.load(file)
+    assert saved["label_audit"] == {
+        "error": "ImportError: No module named 'keras_cv'"}
+    assert saved["final_test_accuracy"] == results["final_test_accuracy"]
+    for name in ("classifier.keras", "weighting_net.keras",
+                 "weighting_function.png"):
+        assert (workdir / name).exists()
+    failures = [r.getMessage() for r in caplog.records
+                if "label audit failed" in r.getMessage()]
+    assert len(failures) == 1 and "\n" not in failures[0]

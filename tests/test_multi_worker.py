@@ -177,7 +177,7 @@ def test_runner_on_two_workers_matches_one_process(two_worker_run,
 def test_only_the_chief_writes_the_work_directory(two_worker_run):
     chief, other = two_worker_run
     assert sorted(os.listdir(chief / "run")) == sorted([
-        "audit.csv", "backup", "classifier.keras", "config.json",
+        ".lock", "audit.csv", "backup", "classifier.keras", "config.json",
         "history.csv", "results.json", "suspect_labels.png", "tensorboard",
         "weighting_function.png", "weighting_net.keras"])
     assert os.listdir(other) == [], "a worker that is not the chief wrote"
@@ -268,5 +268,10 @@ def test_the_chief_is_the_chief_task_else_worker_0(
     monkeypatch.setattr(distribute_lib, "is_multi_worker", lambda s: True)
     assert distribute_lib.is_chief(FakeStrategy()) is chief
     monkeypatch.undo()
+    # The same rule from TF_CONFIG, before the strategy exists (the runner
+    # decides there which worker holds the work directory's lock).
+    tf_config = {"cluster": spec,
+                 "task": {"type": task_type, "index": task_id}}
+    assert distribute_lib.is_chief_task(tf_config) is chief
     # One process, no cluster: always its own chief.
     assert distribute_lib.is_chief(tf.distribute.get_strategy())

@@ -1,0 +1,333 @@
+"""Every script in bench/ runs at tiny sizes and prints what it claims.
+
+Each script runs in its own process from the repository root, as a user runs
+it, so that a change to the package that breaks a benchmark fails here rather
+than at the next (hours-long) benchmark. Sizes are the smallest that still
+take each script's real code path; most numbers they print are timings, so
+the tests check that the tables and files have the promised shape and hold
+finite, positive (or in-range) numbers, not what the numbers are.
+"""
+
+import csv
+import glob
+import importlib.util
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tarfile
+
+import pytest
+from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "bench", "results")
+# Fails a hung script (e.g. a worker waiting for its peer) instead of CI.
+TIMEOUT_SECONDS = 900
+# A tiny image folder: train, test and a clean meta split per class. With a
+# meta split, bench/input_pipeline.py (which asks for the default meta set)
+# takes it whole instead of drawing 1,000 meta images from a tiny train split.
+CLASSES = ("ant", "bee", "cat", "dog")
+TRAIN_PER_CLASS = 12
+SPLIT_COUNTS = {"train": TRAIN_PER_CLASS, "test": 3, "meta": 3}
+
+
+def _data_fakes():
+    """tests/data/data_fakes.py, loaded by path.
+
+    Its directory is on sys.path only once pytest has collected tests/data,
+    which running this file alone does not do.
+    """
+    spec = importlib.util.spec_from_file_location(
+        "data_fakes", os.path.join(REPO, "tests", "data", "data_fakes.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_archive(tmp_path_factory):
+    """A .tar.gz image folder of 32x32 JPEGs (as ../shared/data) plus meta."""
+    root = tmp_path_factory.mktemp("archive")
+    tree = _data_fakes().make_folder(root / "tree", CLASSES, SPLIT_COUNTS,
+                                     size=(32, 32), ext="jpg")
+    archive = str(root / "tiny.tar.gz")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree, arcname="tiny")
+    return archive
+
+
+def _run(script, *args):
+    """Runs bench/<script> with `args` from the repository root; its stdout."""
+    completed = subprocess.run(
+        [sys.executable, os.path.join("bench", script), *map(str, args)],
+        cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+    assert completed.returncode == 0, (
+        f"bench/{script} exited with {completed.returncode}:\n"
+        f"{completed.stdout[-3000:]}\n{completed.stderr[-5000:]}")
+    return completed.stdout
+
+
+def _cells(line):
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _markdown_table(text, header_start):
+    """The rows, as dicts by header, of the first table whose header starts so.
+
+    A repeated column name (step_time.py's two "x CE") is prefixed with the
+    name of the column before it: "peak RSS MiB x CE".
+    """
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines)
+              if line.startswith(f"| {header_start}")]
+    assert starts, f"no table whose header starts {header_start!r} in:\n{text}"
+    header = []
+    for name in _cells(lines[starts[0]]):
+        header.append(f"{header[-1]} {name}" if name in header else name)
+    assert set(_cells(lines[starts[0] + 1])) == {"---"}
+    rows = []
+    for line in lines[starts[0] + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = _cells(line)
+        assert len(cells) == len(header), line
+        rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def _positive(text):
+    value = float(text)
+    assert math.isfinite(value) and value > 0, text
+    return value
+
+
+# bench/accuracy.py
+
+
+def _committed_records():
+    records = []
+    for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))):
+        with open(path) as file:
+            records.append(json.load(file))
+    return records
+
+
+def test_accuracy_tables_and_figure_of_the_committed_results(tmp_path):
+    # Read first: a benchmark running beside the tests may add records.
+    records = _committed_records()
+    assert records, f"no committed results in {RESULTS}"
+    figure = tmp_path / "accuracy.png"
+    output = _run("accuracy.py", "--table_only", f"--figure={figure}")
+
+    table = _markdown_table(output,
+                            "protocol | noise | variant | seed | final")
+    listed = {(row["protocol"], row["noise"], row["variant"], row["seed"])
+              for row in table}
+    for record in records:
+        key = (record["protocol"], f"{record['noise']} 40%",
+               record["variant"], str(record["seed"]))
+        assert key in listed, f"{key} is missing from the table"
+    for row in table:
+        assert 0 < float(row["final test acc"]) <= 100
+
+    comparison = _markdown_table(output, "protocol | noise | variant | "
+                                 "minus CE")
+    has_ce = {(r["protocol"], r["noise"]) for r in records
+              if r["variant"] == "ce"}
+    compared = {(r["protocol"], r["noise"], r["variant"]) for r in records
+                if r["variant"] != "ce" and (r["protocol"], r["noise"])
+                in has_ce}
+    assert {(row["protocol"], row["noise"].split()[0], row["variant"])
+            for row in comparison} == compared
+
+    audits = _markdown_table(output, "protocol | noise | variant | seed | "
+                             "ROC AUC")
+    assert len(audits) == sum(
+        bool((r["results"].get("label_audit") or {}).get("detection"))
+        for r in records)
+    for row in audits:
+        assert 0 <= float(row["ROC AUC, weight"]) <= 1
+        assert 0 <= float(row["ROC AUC, loss"]) <= 1
+
+    with Image.open(figure) as image:
+        assert image.format == "PNG"
+        # Three panels side by side: much wider than high.
+        assert image.width > 2 * image.height > 0
+
+
+@pytest.mark.slow
+def test_accuracy_trains_one_tiny_variant_end_to_end(tiny_archive, tmp_path):
+    # `fixed` trains with a committed V: it takes run_one's path that loads
+    # and samples a V, and its run is audited.
+    results_dir = tmp_path / "results"
+    # A subset smaller than the train split, as the protocol takes one.
+    tiny = ["--model=resnet20", "--meta_per_class=2",
+            f"--train_subset={len(CLASSES) * TRAIN_PER_CLASS - 8}",
+            "--batch_size=8", "--meta_batch_size=8", "--epochs=1",
+            f"--cache_dir={tmp_path / 'cache'}"]
+    output = _run("accuracy.py", "--noises=uniform", "--variants=fixed",
+                  "--seeds=1", f"--archive={tiny_archive}",
+                  f"--scratch={tmp_path / 'scratch'}",
+                  f"--results_dir={results_dir}",
+                  "--extra_flags=" + shlex.join(tiny))
+
+    assert os.listdir(results_dir) == ["uniform40_fixed_seed1.json"]
+    with open(results_dir / "uniform40_fixed_seed1.json") as file:
+        record = json.load(file)
+    assert (record["protocol"], record["noise"], record["variant"],
+            record["method"], record["seed"]) == (
+                "reduced", "uniform", "fixed", "fixed", 1)
+    # The extra flags are recorded, last, so that they are what ran.
+    assert record["command"].endswith(" ".join(tiny))
+    results = record["results"]
+    assert results["epochs_completed"] == 1
+    assert results["data"]["num_classes"] == len(CLASSES)
+    assert 0 <= results["final_test_accuracy"] <= 1
+    assert len(record["history"]["val_accuracy"]) == 1
+    curve = record["weighting_function"]
+    assert len(curve["loss"]) == len(curve["weight"]) == 101
+    assert all(0 <= w <= 1 for w in curve["weight"])
+
+    [row] = _markdown_table(output,
+                            "protocol | noise | variant | seed | final")
+    assert (row["variant"], row["seed"]) == ("fixed", "1")
+    assert float(row["final test acc"]) == pytest.approx(
+        100 * results["final_test_accuracy"], abs=0.005)
+    # mwnet_tf.main audits runs with a V by default; the audit table shows it.
+    detection = results["label_audit"]["detection"]
+    [audit_row] = _markdown_table(output, "protocol | noise | variant | seed "
+                                  "| ROC AUC")
+    assert float(audit_row["ROC AUC, loss"]) == pytest.approx(
+        detection["loss"]["roc_auc"], abs=0.0005)
+
+
+# bench/audit_csv.py
+
+
+def test_audit_csv_writes_and_times_the_csv(tmp_path):
+    from mwnet_tf import label_audit
+
+    rows = 500
+    path = tmp_path / "audit.csv"
+    output = _run("audit_csv.py", f"--rows={rows}", f"--csv={path}")
+
+    match = re.fullmatch(
+        rf"{rows} rows: ([\d.]+) s, (\d+) MiB of CSV, peak memory \+(-?\d+) "
+        r"MiB over the (\d+) MiB of the audit's columns and the interpreter",
+        output.strip())
+    assert match, output
+    assert float(match[1]) >= 0
+    _positive(match[4])
+
+    with open(path, newline="") as file:
+        table = list(csv.reader(file))
+    assert tuple(table[0]) == label_audit.CSV_COLUMNS
+    written = [dict(zip(table[0], row)) for row in table[1:]]
+    assert [int(row["rank"]) for row in written] == list(range(1, rows + 1))
+    assert sorted(int(row["index"]) for row in written) == list(range(rows))
+    for row in written:
+        assert row["file"].endswith(f"{int(row['index']):09d}.jpg")
+        assert row["given_class"] == f"class_{row['given_label']}"
+        assert row["corrupted"] in ("", "0", "1")
+    # Most suspect (lowest weight) first.
+    weights = [float(row["weight"]) for row in written]
+    assert weights == sorted(weights)
+
+
+# bench/input_pipeline.py
+
+PIPELINE_LINE = re.compile(
+    r"input pipeline: (\d+) images/s \(train, augmented, batch (\d+), median "
+    r"of (\d+) x (\d+) batches, (.+), \d+ CPUs visible\)")
+
+
+@pytest.mark.slow
+def test_input_pipeline_on_an_archive_with_the_alternatives(tiny_archive,
+                                                           tmp_path):
+    output = _run("input_pipeline.py", f"--archive={tiny_archive}",
+                  f"--cache_dir={tmp_path / 'cache'}", "--batch_size=8",
+                  "--num_batches=2", "--warmup=1", "--repeats=1",
+                  "--compare_alternatives")
+
+    lines = output.strip().splitlines()
+    match = PIPELINE_LINE.fullmatch(lines[0])
+    assert match, output
+    _positive(match[1])
+    assert match.group(2, 3, 4) == ("8", "1", "2")
+    # The meta split is the archive's own, so all training images are used.
+    assert match[5] == (f"CIFAR-10 archive ({len(CLASSES) * TRAIN_PER_CLASS} "
+                        "training images)")
+    alternatives = [re.fullmatch(r"  (.+): (\d+) images/s", line)
+                    for line in lines[1:]]
+    assert len(alternatives) == 4 and all(alternatives), output
+    assert len({m[1] for m in alternatives}) == 4
+    for alternative in alternatives:
+        _positive(alternative[2])
+
+
+def test_input_pipeline_falls_back_to_synthetic_images(tmp_path):
+    output = _run("input_pipeline.py", f"--archive={tmp_path / 'missing'}",
+                  "--synthetic_images=64", "--batch_size=8",
+                  "--num_batches=2", "--warmup=1", "--repeats=1")
+
+    match = PIPELINE_LINE.fullmatch(output.strip())
+    assert match, output
+    _positive(match[1])
+    assert match[5] == "64 synthetic 32x32 images (archive not found)"
+
+
+# bench/step_time.py and bench/distributed.py: ResNet-20 (the smallest model
+# in the zoo with a known top block), batch 4, one timed step after one
+# warm-up step, float32, one process per configuration.
+TINY_TIMING = ["--batch_size=4", "--steps=1", "--warmup=1", "--repeats=1"]
+
+
+@pytest.mark.slow
+def test_step_time_table(tmp_path):
+    output = _run("step_time.py", "--models=resnet20", "--policies=float32",
+                  "--scopes=block", "--methods=fixed", *TINY_TIMING)
+
+    table = _markdown_table(output, "model |")
+    assert [(row["method"], row["meta_scope"]) for row in table] == [
+        ("ce", "-"), ("mwnet", "all"), ("mwnet", "block (5 layers)"),
+        ("fixed", "-")]
+    for row in table:
+        assert (row["model"], row["policy"], row["steps x processes"]) == (
+            "resnet20", "float32", "1 x 1")
+        _positive(row["s / step"])
+        _positive(row["peak RSS MiB"])
+        # Each "x CE" is the column before it over CE's (rounded as printed).
+        for column, ratio in (("s / step", "x CE"),
+                              ("peak RSS MiB", "peak RSS MiB x CE")):
+            assert float(row[ratio]) == pytest.approx(
+                float(row[column]) / float(table[0][column]),
+                rel=0.05, abs=0.01)
+    assert table[0]["x CE"] == table[0]["peak RSS MiB x CE"] == "1.00"
+
+
+@pytest.mark.slow
+def test_distributed_table_over_one_device_replicas_and_workers():
+    # One configuration per strategy: 4 processes, two of them the workers
+    # of a local cluster. CE takes the script's every line as MW-Net does
+    # (only `method=` differs) at a fraction of the tracing time (MW-Net on
+    # two replicas traces for about a minute); synchronized BatchNorm is the
+    # variant that needs cross-replica communication in the forward pass.
+    # MW-Net on replicas and workers is tested in test_trainer.py and
+    # test_multi_worker.py.
+    output = _run("distributed.py", "--model=resnet20", "--methods=ce",
+                  "--batch_norms=synchronized", *TINY_TIMING)
+
+    table = _markdown_table(output, "strategy |")
+    assert [(row["strategy"], row["replicas"]) for row in table] == [
+        ("none", "1"), ("mirrored", "2"), ("multi_worker", "2")]
+    for row in table:
+        assert (row["method"], row["BatchNorm"]) == ("ce", "synchronized")
+        seconds = _positive(row["s / step"])
+        assert float(row["x same on one device"]) == pytest.approx(
+            seconds / float(table[0]["s / step"]), rel=0.05, abs=0.01)
+        # Per-replica BatchNorm was not timed: no ratio to it.
+        assert row["x per-replica BN"] == "-"
