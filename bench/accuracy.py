@@ -20,7 +20,9 @@ The reduced protocol (the paper trains 60-120 epochs on 49k images):
 - reduction 1: a 10,000-image training subset (seeded, after the meta split);
 - reduction 2: 20 epochs, learning rate 0.1 divided by 10 after epochs 15 and
   18 (the paper's two decays, compressed);
-- reduction 3: mixed_bfloat16 compute (losses and weights stay float32);
+- reduction 3: mixed_bfloat16 compute (losses and weights stay float32)
+  where the hardware computes bfloat16, float32 elsewhere (the record's
+  command says which);
 - everything else as in the paper (flags/base.cfg): SGD 0.1 Nesterov, L2 5e-4,
   Adam 1e-3 with L2 1e-4 for V, batch 100 + 100.
 
@@ -56,8 +58,15 @@ ARCHIVE = os.path.join(os.path.dirname(REPO), "shared", "data",
 COMMON = [
     "--flagfile=flags/base.cfg", "--dataset=folder", "--model=resnet32",
     "--noise_rate=0.4", "--meta_per_class=100", "--train_subset=10000",
-    "--mixed_bfloat16", "--verbose=2",
+    "--verbose=2",
 ]
+
+
+def precision_flags():
+    """Reduction 3, bfloat16, only where the hardware computes it: on a CPU
+    without bfloat16 instructions it is many times slower than float32."""
+    from mwnet_tf import precision
+    return ["--mixed_bfloat16"] if precision.bfloat16_is_native() else []
 PROTOCOLS = {
     "reduced": ["--epochs=20", "--lr_decay_epochs=15,18"],
     "long": ["--epochs=60", "--lr_decay_epochs=45,54"],
@@ -73,6 +82,15 @@ VARIANTS = {
     "mwnet_head": ["--method=mwnet", "--meta_scope=head"],
     "mwnet_block_sum": ["--method=mwnet", "--meta_scope=5",
                         "--weight_normalization=sum"],
+    # The exact meta step on every k-th step only (CMW-Net's official code
+    # takes it every 10th); the other steps reuse the current V.
+    "mwnet_k5": ["--method=mwnet", "--meta_interval=5"],
+    "mwnet_k10": ["--method=mwnet", "--meta_interval=10"],
+    "mwnet_k20": ["--method=mwnet", "--meta_interval=20"],
+    # Every 10th step with V's learning rate x10: as many Adam steps'
+    # worth of movement for theta as the meta step on every step gets.
+    "mwnet_k10_lr10": ["--method=mwnet", "--meta_interval=10",
+                       "--meta_lr=0.01"],
     # CE at MW-Net's effective learning rate: with the mean normalisation
     # the weighted loss's gradient is scaled by the mean weight, so MW-Net
     # also trains at a lower learning rate than CE. MATCHED_LR removes that.
@@ -85,8 +103,9 @@ VARIANTS = {
 # 0.1 x the mean weight of mwnet_block (seed 1) over its 20 epochs: 0.797
 # under uniform noise, 0.607 under flip noise.
 MATCHED_LR = {"uniform": 0.08, "flip": 0.06}
-# Where run_one keeps the V each run learned, for the `fixed` variant.
-WEIGHTING_NETS = os.path.join("bench", "results", "weighting_nets")
+# Where run_one keeps the V each run learned (under --results_dir), for the
+# `fixed` variant.
+WEIGHTING_NETS = "weighting_nets"
 NOISES = ("uniform", "flip")
 # Paper, full schedule: (setting, model, MW-Net, CE baseline).
 PAPER = {"uniform": ("WRN-28-10", 89.27, 68.07),
@@ -114,16 +133,21 @@ def missing_inputs(variant, noise, seed):
                 os.path.join(REPO, flag.split("=", 1)[1]))]
 
 
-def run_one(protocol, noise, variant, seed, archive, scratch, results_dir):
-    """Trains one configuration and stores its results; returns the record."""
+def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
+            extra_flags=()):
+    """Trains one configuration and stores its results; returns the record.
+
+    `extra_flags` go last on the mwnet_tf.main command line, so they override
+    the protocol's and the variant's (the record's command includes them).
+    """
     from mwnet_tf.callbacks import read_history
 
     name = os.path.basename(result_path("", protocol, noise, variant, seed))
     workdir = os.path.join(scratch, os.path.splitext(name)[0])
-    flags = [*COMMON, *PROTOCOLS[protocol],
+    flags = [*COMMON, *precision_flags(), *PROTOCOLS[protocol],
              f"--data_path={os.path.relpath(archive, REPO)}",
              f"--noise={noise}", *variant_flags(variant, noise, seed),
-             f"--seed={seed}"]
+             f"--seed={seed}", *extra_flags]
     command = [sys.executable, "-m", "mwnet_tf.main", *flags,
                f"--workdir={workdir}"]
     print("#", " ".join(command[1:]), flush=True)
@@ -151,9 +175,10 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir):
         saved = os.path.join(workdir, "weighting_net.keras")
         net = mwnet_tf.load_weighting_net(saved)
         if record["method"] == "mwnet":
-            os.makedirs(os.path.join(REPO, WEIGHTING_NETS), exist_ok=True)
+            kept = os.path.join(results_dir, WEIGHTING_NETS)
+            os.makedirs(kept, exist_ok=True)
             shutil.copyfile(saved, os.path.join(
-                REPO, WEIGHTING_NETS, os.path.splitext(name)[0] + ".keras"))
+                kept, os.path.splitext(name)[0] + ".keras"))
         losses = np.linspace(0.0, 10.0, 101, dtype="float32")
         record["weighting_function"] = {
             "loss": losses.tolist(),
@@ -292,6 +317,78 @@ def comparison(records):
     return "\n".join(lines)
 
 
+# Step time of each variant as a multiple of a CE step: ResNet-32, float32,
+# batch 100 + 100, amortised over the meta interval (the mean step of a run
+# whose step count is a multiple of it), all from one invocation of
+# `python bench/step_time.py --policies float32 --scopes block --methods fixed
+# --intervals 5,10,20` (BENCHMARKS.md gives the date and the table).
+STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": None,
+             "mwnet": None, "mwnet_block": None, "mwnet_k5": None,
+             "mwnet_k10": None, "mwnet_k20": None, "mwnet_k10_lr10": None}
+
+
+def v_shape(record):
+    """V's shape over the losses the audit saw (or, for records older than
+    that, over losses 0-10, marked so)."""
+    from mwnet_tf import label_audit
+    audit = record["results"].get("label_audit") or {}
+    if audit.get("weighting_function"):
+        return audit["weighting_function"]["shape"]
+    if "weighting_function" not in record:
+        return "-"
+    return label_audit.curve_shape(
+        record["weighting_function"]["weight"])[0] + " (0-10)"
+
+
+def frontier(records, protocol="reduced"):
+    """Cost against meaning: every variant's step cost, accuracy, V's shape
+    and how well its weights find the corrupted labels, per noise.
+
+    Per-seed values are listed "seed 1 / seed 2"; the mean follows the
+    accuracy. A shape "(0-10)" is V's over losses 0-10 (records older than
+    the audit's own description of V over the losses it saw).
+    """
+    lines = ["| noise | variant | step x CE | final test acc (mean) | test acc "
+             "at best meta acc | clean / corrupted weight | V's shape | AUC, "
+             "weight | AUC, loss |", "|---|---|---|---|---|---|---|---|---|"]
+    groups = {}
+    for r in records:
+        if r["protocol"] == protocol:
+            groups.setdefault((r["noise"], r["variant"]), []).append(r)
+
+    def per_seed(runs, value, pattern="{:.2f}"):
+        values = [value(r) for r in runs]
+        return " / ".join("-" if v is None else pattern.format(v)
+                          for v in values)
+
+    def detection(r, key):
+        d = (r["results"].get("label_audit") or {}).get("detection")
+        return d and d[key]["roc_auc"]
+
+    for (noise, variant), runs in sorted(
+            groups.items(), key=lambda item: _order(
+                {"protocol": protocol, "noise": item[0][0],
+                 "variant": item[0][1], "seed": 0})):
+        runs = sorted(runs, key=lambda r: r["seed"])
+        res = [r["results"] for r in runs]
+        final = [100 * x["final_test_accuracy"] for x in res]
+        cost = STEP_COST.get(variant)
+        weights = " / ".join(
+            "-" if x.get("final_clean_weight") is None else
+            f"{x['final_clean_weight']:.2f} vs {x['final_corrupted_weight']:.2f}"
+            for x in res)
+        lines.append(
+            f"| {noise} 40% | {variant} | "
+            f"{'-' if cost is None else f'{cost:.2f}'} | "
+            f"{' / '.join(f'{a:.2f}' for a in final)} "
+            f"({sum(final) / len(final):.2f}) | "
+            f"{per_seed(runs, lambda r: 100 * r['results']['test_accuracy_at_best_meta_accuracy'])} | "
+            f"{weights} | {' / '.join(v_shape(r) for r in runs)} | "
+            f"{per_seed(runs, lambda r: detection(r, 'weight'), '{:.3f}')} | "
+            f"{per_seed(runs, lambda r: detection(r, 'loss'), '{:.3f}')} |")
+    return "\n".join(lines)
+
+
 def figure(records, path, protocol="reduced"):
     """V of each MW-Net run and test accuracy per epoch, for one protocol."""
     import matplotlib
@@ -343,7 +440,16 @@ def main():
                         "whose records lack the audit, then print the tables")
     parser.add_argument("--figure", help="write the figure (PNG) of "
                         "--protocol's runs here")
+    parser.add_argument("--extra_flags", default="",
+                        help="flags appended to every run's mwnet_tf.main "
+                        "command (shell-quoted), overriding the protocol's, "
+                        "e.g. --extra_flags='--epochs=1 --train_subset=200' "
+                        "for a quick check of the script (tests/"
+                        "test_bench.py); give such runs their own "
+                        "--results_dir and --scratch")
     args = parser.parse_args()
+    import shlex
+    extra_flags = shlex.split(args.extra_flags)
     noises = args.noises.split(",")
     variants = args.variants.split(",")
     seeds = args.seeds.split(",")
@@ -375,13 +481,15 @@ def main():
                             seed)):
                         continue
                     run_one(args.protocol, noise, variant, seed, args.archive,
-                            args.scratch, args.results_dir)
+                            args.scratch, args.results_dir, extra_flags)
     records = load_records(args.results_dir)
     print(table(records))
     print()
     print(comparison(records))
     print()
     print(audit_table(records))
+    print()
+    print(frontier(records, args.protocol))
     if args.figure:
         figure(records, args.figure, args.protocol)
 
