@@ -156,6 +156,7 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
             return
         super().on_epoch_end(epoch, logs)
 
+    # A private Keras method: keras_compat.BACKUP_AND_RESTORE_SAVE_MODEL.
     def _save_model(self):
         if self.writes_backup:
             super()._save_model()

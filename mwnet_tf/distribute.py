@@ -12,6 +12,8 @@ import os
 
 import tensorflow as tf
 
+from mwnet_tf import keras_compat
+
 STRATEGIES = ("none", "mirrored", "multi_worker")
 
 
@@ -69,7 +71,7 @@ def make_strategy(name):
 def is_multi_worker(strategy):
     """Whether `strategy` spans several worker processes."""
     return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode())
+            and keras_compat.in_multi_worker_mode(strategy))
 
 
 def is_chief(strategy):

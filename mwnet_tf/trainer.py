@@ -32,6 +32,7 @@ import tensorflow as tf
 from keras import ops
 
 from mwnet_tf import distribute as distribute_lib
+from mwnet_tf import keras_compat
 from mwnet_tf.weighting_net import WeightingNet
 
 METHODS = ("mwnet", "l2rw", "ce", "fixed")
@@ -65,6 +66,16 @@ def _sum_over_replicas(values):
     return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
+def _layers_in_order(layer):
+    """Every sublayer, depth-first, each nested model's own layers in its
+    order (Keras's recursive flattening reverses them inside nested models,
+    which would put a nested backbone's stem at the top)."""
+    for child in keras_compat.flatten_layers(layer, include_self=False,
+                                             recursive=False):
+        yield child
+        yield from _layers_in_order(child)
+
+
 def weight_layers(model):
     """The layers of `model` that own trainable weights, input to output.
 
@@ -73,8 +84,9 @@ def weight_layers(model):
     the order in which `__init__` assigned the layers.
     """
     owners = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        children = layer._flatten_layers(include_self=False, recursive=True)
+    for layer in _layers_in_order(model):
+        children = keras_compat.flatten_layers(layer, include_self=False,
+                                               recursive=True)
         inherited = {id(v) for child in children
                      for v in child.trainable_weights}
         if any(id(v) not in inherited for v in layer.trainable_weights):
@@ -110,8 +122,8 @@ def lookahead_layers(classifier, meta_scope):
         return owners[-int(meta_scope):]
     if (isinstance(meta_scope, (list, tuple)) and meta_scope
             and all(isinstance(name, str) for name in meta_scope)):
-        by_name = {layer.name: layer for layer in classifier._flatten_layers(
-            include_self=False, recursive=True)}
+        by_name = {layer.name: layer for layer in keras_compat.flatten_layers(
+            classifier, include_self=False, recursive=True)}
         missing = [name for name in meta_scope if name not in by_name]
         if missing:
             raise ValueError(
@@ -372,6 +384,7 @@ class MetaWeightNet(keras.Model):
         self.train_function = train_function
         return self.train_function
 
+    # A private Keras method: keras_compat.MODEL_MAYBE_SYMBOLIC_BUILD.
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # keras-team/keras#20585: under MultiWorkerMirroredStrategy Keras's
         # method reduces the first distributed batch with
@@ -603,7 +616,8 @@ class MetaWeightNet(keras.Model):
             if momentum == 0:
                 looked_ahead.append(v - lr_v * g)
                 continue
-            velocity = optimizer.momentums[optimizer._get_variable_index(v)]
+            velocity = optimizer.momentums[
+                keras_compat.optimizer_variable_index(optimizer, v)]
             new_velocity = momentum * velocity - lr_v * g
             if optimizer.nesterov:
                 looked_ahead.append(v + momentum * new_velocity - lr_v * g)

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import mwnet_tf
+from mwnet_tf import keras_compat
 import zoo
 
 NUM_CLASSES = 3
@@ -72,7 +73,7 @@ def _reference_meta_loss(model, x, y, x_meta, y_meta, moved_layers=None):
         for w, g in zip(variables, grads):
             g = g + decay * w
             velocity = model.optimizer.momentums[
-                model.optimizer._get_variable_index(w)]
+                keras_compat.optimizer_variable_index(model.optimizer, w)]
             new_velocity = mu * velocity - lr * g
             looked_ahead.append(w + mu * new_velocity - lr * g)
     moved = dict(zip(map(id, variables), looked_ahead))
@@ -690,11 +691,20 @@ def test_weight_layers_and_scopes_of_sequential_and_subclassed_models():
     assert len(top2.lookahead_variables) == 4  # gamma, beta, kernel, bias
     # A nested model named in the scope contributes all its weights.
     inner = keras.Sequential([keras.Input((FEATURES,)),
-                              keras.layers.Dense(4), keras.layers.Dense(4)],
+                              keras.layers.Dense(4, name="first"),
+                              keras.layers.Dense(4, name="second")],
                              name="block")
     inputs = keras.Input((FEATURES,))
-    outer = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(inner(inputs)))
-    assert len(mwnet_tf.weight_layers(outer)) == 3
+    outer = keras.Model(inputs, keras.layers.Dense(
+        NUM_CLASSES, name="top")(inner(inputs)))
+    # Input to output through the nested model too (a nested backbone's
+    # stem must not count as the top of the network).
+    assert ([l.name for l in mwnet_tf.weight_layers(outer)]
+            == ["first", "second", "top"])
+    top2 = mwnet_tf.MetaWeightNet(outer, meta_scope=2)
+    assert ([id(v) for v in top2.lookahead_variables] == [
+        id(v) for layer in (inner.layers[1], outer.layers[-1])
+        for v in layer.trainable_weights])
     nested = mwnet_tf.MetaWeightNet(outer, meta_scope=["block"])
     assert len(nested.lookahead_variables) == 4
 

@@ -12,6 +12,8 @@ import random
 
 import keras
 
+from mwnet_tf import keras_compat
+
 # PyTorch's BatchNorm2d defaults. PyTorch's momentum 0.1 weights the new batch,
 # Keras's momentum weights the running value, so the same update is 0.9 here.
 BN_MOMENTUM = 0.9
@@ -115,7 +117,8 @@ def synchronize_batch_norm(model):
     layer is called, so setting it on built layers takes effect; it is part
     of each layer's config, so saved models keep it.
     """
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in keras_compat.flatten_layers(model, include_self=False,
+                                             recursive=True):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
     return model
