@@ -107,13 +107,16 @@ def define_flags():
     flags.DEFINE_enum("weight_normalization", "mean",
                       list(WEIGHT_NORMALIZATIONS), "Reduction of the weighted "
                       "loss.")
-    flags.DEFINE_integer("meta_interval", 1, "Meta update every k steps.",
-                         lower_bound=1)
+    flags.DEFINE_integer("meta_interval", 1, "Meta update every k steps "
+                         "(the other steps reuse the current V); see "
+                         "flags/fast.cfg.", lower_bound=1)
     flags.DEFINE_string("meta_scope", "all", "Classifier layers the "
                         "lookahead moves: all (exact MW-Net), head (the "
                         "logits layer), an integer k (the last k layers "
                         "with weights) or comma-separated layer names. "
-                        "Partial scopes are ~1.3x a CE step instead of ~3.8x.")
+                        "Partial scopes cost 1.2-1.5x a CE step, the exact "
+                        "one 3-3.8x (BENCHMARKS.md; ResNet-32, this "
+                        "project's 2-core CPU).")
     flags.DEFINE_list("vnet_hidden", ["100"], "Hidden sizes of V.")
     flags.DEFINE_string("weighting_net", None, "A learned V to start from "
                         "(a run's weighting_net.keras): --method=fixed trains "

@@ -39,6 +39,7 @@ import io
 import json
 import os
 import tempfile
+import textwrap
 import time
 from typing import Optional
 
@@ -402,8 +403,11 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
             f"{class_names[audit.predicted_label[row]]}\n"
             f"w={audit.weight[row]:.2f} loss={audit.loss[row]:.1f}",
             fontsize=7, color=colours.get(known, "black"))
-    heading = figure.suptitle(gallery_heading(audit), fontsize=9, y=1.06,
-                              wrap=True)
+    # Above the legend, wrapped by hand (matplotlib's wrap=True stretches
+    # the tight bounding box).
+    heading = figure.text(0.5, 1.0 + 0.45 / grid_rows,
+                          textwrap.fill(gallery_heading(audit), 70),
+                          ha="center", va="bottom", fontsize=9)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight",
                    bbox_extra_artists=figure.legends + [heading])

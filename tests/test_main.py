@@ -133,6 +133,17 @@ def _final_weights(workdir):
             for w in keras.saving.load_model(workdir / name).get_weights()]
 
 
+def _started_until(command, env, line_start):
+    """A running `command` whose output has reached a line starting so."""
+    process = subprocess.Popen(command, cwd=REPO, env=env, text=True,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    for line in process.stdout:
+        if line.startswith(line_start):
+            break
+    return process
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["mwnet", "ce"])
 def test_killed_process_resumes_to_the_uninterrupted_weights(
@@ -143,7 +154,8 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(
     bit-identical (without it, MW-Net's graph is not reproducible run to
     run; see main.run), so the resumed run must end bit-identical to an
     uninterrupted one: weights, optimiser slots, V, the learning-rate
-    schedule and the epoch's batches all come back.
+    schedule and the epoch's batches all come back. The work directory's
+    lock died with the killed process, or the rerun would refuse.
     """
     def command(workdir):
         return [sys.executable, "-m", "mwnet_tf.main", *_tiny_args(
@@ -155,13 +167,8 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(
                    check=True, capture_output=True, timeout=600)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(command(killed), cwd=REPO, env=env, text=True,
-                               stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    process = _started_until(command(killed), env, "Epoch 2/2")
     try:
-        for line in process.stdout:
-            if line.startswith("Epoch 2/2"):
-                break
         time.sleep(0.5)  # Some steps into the epoch.
     finally:
         process.kill()
@@ -346,13 +353,8 @@ def test_a_second_run_on_a_busy_workdir_refuses_and_changes_nothing(
         workdir, long_epoch_tree, tmp_path / "cache", "--method=ce",
         "--verbose=2")]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    first = subprocess.Popen(command, cwd=REPO, env=env, text=True,
-                             stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)
+    first = _started_until(command, env, "Epoch 1/2")
     try:
-        for line in first.stdout:
-            if line.startswith("Epoch 1/2"):
-                break
         second = subprocess.run(command, cwd=REPO, env=env, text=True,
                                 capture_output=True, timeout=120)
         assert first.poll() is None, "the first run ended too early to test"

@@ -352,6 +352,18 @@ def test_meta_interval_updates_theta_every_kth_step():
     changed = [not all(np.array_equal(a, b) for a, b in zip(t0, t1))
                for t0, t1 in zip(thetas, thetas[1:])]
     assert changed == [True, False, True, False]
+    # V counts the meta steps that trained it, and saves the count.
+    assert model.weighting_net.meta_steps == 2
+    assert model.weighting_net.get_config()["meta_steps"] == 2
+
+
+def test_a_method_that_does_not_learn_v_counts_no_meta_step():
+    for method in ("ce", "l2rw"):
+        model = mwnet_tf.MetaWeightNet(_classifier(), method=method)
+        model.compile()
+        x, y, x_meta, y_meta = _batches(9)
+        model.train_on_batch(((x, y), (x_meta, y_meta)))
+        assert model.weighting_net.meta_steps == 0, method
 
 
 def test_corrupted_flag_feeds_clean_and_corrupted_weight_metrics():
