@@ -108,8 +108,8 @@ def define_flags():
                       list(WEIGHT_NORMALIZATIONS), "Reduction of the weighted "
                       "loss.")
     flags.DEFINE_integer("meta_interval", 1, "Meta update every k steps "
-                         "(the other steps reuse the current V); see "
-                         "flags/fast.cfg.", lower_bound=1)
+                         "(the other steps reuse the current V; README: "
+                         "the measured frontier).", lower_bound=1)
     flags.DEFINE_string("meta_scope", "all", "Classifier layers the "
                         "lookahead moves: all (exact MW-Net), head (the "
                         "logits layer), an integer k (the last k layers "
