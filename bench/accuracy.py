@@ -87,10 +87,12 @@ VARIANTS = {
     "mwnet_k5": ["--method=mwnet", "--meta_interval=5"],
     "mwnet_k10": ["--method=mwnet", "--meta_interval=10"],
     "mwnet_k20": ["--method=mwnet", "--meta_interval=20"],
-    # Every 10th step with V's learning rate x10: as many Adam steps'
-    # worth of movement for theta as the meta step on every step gets.
+    # Every 10th step with V's learning rate x10 (as much movement of theta
+    # over a run as a meta step on every step) or x3.
     "mwnet_k10_lr10": ["--method=mwnet", "--meta_interval=10",
                        "--meta_lr=0.01"],
+    "mwnet_k10_lr3": ["--method=mwnet", "--meta_interval=10",
+                      "--meta_lr=0.003"],
     # CE at MW-Net's effective learning rate: with the mean normalisation
     # the weighted loss's gradient is scaled by the mean weight, so MW-Net
     # also trains at a lower learning rate than CE. MATCHED_LR removes that.
@@ -324,7 +326,8 @@ def comparison(records):
 # --intervals 5,10,20` (BENCHMARKS.md gives the date and the table).
 STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": None,
              "mwnet": None, "mwnet_block": None, "mwnet_k5": None,
-             "mwnet_k10": None, "mwnet_k20": None, "mwnet_k10_lr10": None}
+             "mwnet_k10": None, "mwnet_k20": None, "mwnet_k10_lr10": None,
+             "mwnet_k10_lr3": None}
 
 
 def v_shape(record):

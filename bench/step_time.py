@@ -43,8 +43,11 @@ def meta_scope_of(scope, model_name):
     return int(scope) if scope.isdigit() else scope
 
 
-def median_step_seconds(model, dataset, steps, warmup):
-    """Fits `model` for `warmup + steps` steps; the median of the last `steps`."""
+def median_step_seconds(model, dataset, steps, warmup, statistic="median"):
+    """Fits `model` for `warmup + steps` steps; the median (or the mean) of
+    the last `steps`. With a meta step every k-th step only, the mean over
+    a multiple of k steps is the amortised cost: every k consecutive steps
+    hold exactly one meta step."""
     import keras
     import numpy as np
 
@@ -62,11 +65,17 @@ def median_step_seconds(model, dataset, steps, warmup):
     timer = StepTimer()
     model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0,
               callbacks=[timer])
-    return float(np.median(timer.durations[warmup:]))
+    reduce = {"median": np.median, "mean": np.mean}[statistic]
+    return float(reduce(timer.durations[warmup:]))
 
 
-def measure(method, scope, policy, model_name, batch_size, steps, warmup):
-    """Runs one configuration; returns its median step time and peak memory."""
+def measure(method, scope, policy, model_name, batch_size, steps, warmup,
+            meta_interval=1):
+    """Runs one configuration; returns its step time and peak memory.
+
+    The median step, or with `meta_interval` k > 1 the mean of `steps`
+    rounded up to a multiple of k (the amortised step).
+    """
     import keras
     import numpy as np
     import tensorflow as tf
@@ -88,11 +97,17 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup):
     model = mwnet_tf.MetaWeightNet(
         zoo.build(model_name, 10),
         mwnet_tf.WeightingNet() if method == "fixed" else None, method=method,
-        meta_scope=meta_scope_of(scope, model_name))
+        meta_scope=meta_scope_of(scope, model_name),
+        meta_interval=meta_interval)
     model.compile()
-
+    statistic = "median"
+    if meta_interval > 1:
+        steps = -(-steps // meta_interval) * meta_interval
+        statistic = "mean"
     return {"method": method, "scope": scope, "policy": policy,
-            "median_s": median_step_seconds(model, dataset, steps, warmup),
+            "meta_interval": meta_interval,
+            "median_s": median_step_seconds(model, dataset, steps, warmup,
+                                            statistic),
             "peak_rss_mib": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -113,13 +128,20 @@ def main():
                         help="round-robin repeats of every configuration")
     parser.add_argument("--max_steps_for", default="wrn28_10:3:1",
                         help="MODEL:STEPS:WARMUP caps, comma-separated")
+    parser.add_argument("--intervals", default="",
+                        help="meta intervals k > 1 timed for exact MW-Net "
+                        "(the meta step every k-th step), comma-separated; "
+                        "amortised: the mean of --steps rounded up to a "
+                        "multiple of k")
     parser.add_argument("--one", help="internal: run one "
                         "MODEL,METHOD,SCOPE,POLICY")
     args = parser.parse_args()
     if args.one:
-        model, method, scope, policy = args.one.split(",")
+        model, method, scope, policy, interval = (
+            args.one.split(",") + ["1"])[:5]
         print(json.dumps(measure(method, scope, policy, model,
-                                 args.batch_size, args.steps, args.warmup)))
+                                 args.batch_size, args.steps, args.warmup,
+                                 int(interval))))
         return
     caps = {}
     for cap in filter(None, args.max_steps_for.split(",")):
@@ -130,34 +152,40 @@ def main():
         model, _, policies = entry.partition(":")
         policies_of[model] = (policies.split("+") if policies
                               else args.policies.split(","))
-    configs = [(model, policy, method, scope)
+    intervals = [int(k) for k in args.intervals.split(",") if k]
+    configs = [(model, policy, method, scope, interval)
                for model, policies in policies_of.items()
                for policy in policies
-               for method, scope in [("ce", "all"), ("mwnet", "all")] + [
-                   ("mwnet", scope) for scope in args.scopes.split(",")
-                   if scope] + [(method, "all") for method in
-                                args.methods.split(",") if method]]
+               for method, scope, interval in [
+                   ("ce", "all", 1), ("mwnet", "all", 1)] + [
+                   ("mwnet", scope, 1) for scope in args.scopes.split(",")
+                   if scope] + [(method, "all", 1) for method in
+                                args.methods.split(",") if method] + [
+                   ("mwnet", "all", k) for k in intervals]]
     # Round-robin repeats: a slow spell of the shared machine then hits one
     # repeat of every configuration, not every repeat of one.
     runs = {config: [] for config in configs}
     for repeat in range(args.repeats):
-        for model, policy, method, scope in configs:
+        for model, policy, method, scope, interval in configs:
             if repeat and model in caps:
                 continue  # Capped models run once.
             steps, warmup = caps.get(model, (args.steps, args.warmup))
             output = subprocess.run(
                 [sys.executable, __file__, "--one",
-                 f"{model},{method},{scope},{policy}",
+                 f"{model},{method},{scope},{policy},{interval}",
                  "--batch_size", str(args.batch_size), "--steps", str(steps),
                  "--warmup", str(warmup)],
                 check=True, capture_output=True, text=True).stdout
             result = json.loads(output.strip().splitlines()[-1])
-            runs[model, policy, method, scope].append(result)
-            print(f"# repeat {repeat + 1}: {model} {policy} {method} {scope}: "
+            runs[model, policy, method, scope, interval].append(result)
+            print(f"# repeat {repeat + 1}: {model} {policy} {method} {scope}"
+                  f" every {interval}: "
                   f"{result}", file=sys.stderr, flush=True)
     results = {}
     for config, repeats in runs.items():
         steps = caps.get(config[0], (args.steps, args.warmup))[0]
+        interval = config[4]
+        steps = -(-steps // interval) * interval  # As measure() rounds.
         results[config] = {
             "median_s": statistics.median(r["median_s"] for r in repeats),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in repeats),
@@ -165,15 +193,17 @@ def main():
     print(f"batch {args.batch_size} + {args.batch_size} meta; s / step is "
           "the median over repeats of each process's median step after "
           f"warm-up; {os.cpu_count()} CPUs\n")
-    print("| model | policy | method | meta_scope | steps x processes | s / step | "
-          "x CE | peak RSS MiB | x CE |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (model, policy, method, scope), result in results.items():
-        ce = results[model, policy, "ce", "all"]
+    print("| model | policy | method | meta_scope | meta step every | steps "
+          "x processes | s / step | x CE | peak RSS MiB | x CE |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (model, policy, method, scope, interval), result in results.items():
+        ce = results[model, policy, "ce", "all", 1]
         scope_name = "-" if method in ("ce", "fixed") else (
             f"{scope} ({TOP_BLOCK[model]} layers)" if scope == "block"
             else scope)
-        print(f"| {model} | {policy} | {method} | {scope_name} | "
+        every = ("-" if method in ("ce", "fixed") else
+                 f"{interval} (mean)" if interval > 1 else "1")
+        print(f"| {model} | {policy} | {method} | {scope_name} | {every} | "
               f"{result['steps']} | {result['median_s']:.3f} | "
               f"{result['median_s'] / ce['median_s']:.2f} | "
               f"{result['peak_rss_mib']:.0f} | "

@@ -289,15 +289,20 @@ TINY_TIMING = ["--batch_size=4", "--steps=1", "--warmup=1", "--repeats=1"]
 @pytest.mark.slow
 def test_step_time_table(tmp_path):
     output = _run("step_time.py", "--models=resnet20", "--policies=float32",
-                  "--scopes=block", "--methods=fixed", *TINY_TIMING)
+                  "--scopes=block", "--methods=fixed", "--intervals=2",
+                  *TINY_TIMING)
 
     table = _markdown_table(output, "model |")
-    assert [(row["method"], row["meta_scope"]) for row in table] == [
-        ("ce", "-"), ("mwnet", "all"), ("mwnet", "block (5 layers)"),
-        ("fixed", "-")]
+    assert [(row["method"], row["meta_scope"], row["meta step every"])
+            for row in table] == [
+        ("ce", "-", "-"), ("mwnet", "all", "1"),
+        ("mwnet", "block (5 layers)", "1"), ("fixed", "-", "-"),
+        ("mwnet", "all", "2 (mean)")]
     for row in table:
+        # The amortised row times whole intervals: 1 step rounds up to 2.
+        steps = "2 x 1" if row["meta step every"] == "2 (mean)" else "1 x 1"
         assert (row["model"], row["policy"], row["steps x processes"]) == (
-            "resnet20", "float32", "1 x 1")
+            "resnet20", "float32", steps)
         _positive(row["s / step"])
         _positive(row["peak RSS MiB"])
         # Each "x CE" is the column before it over CE's (rounded as printed).
