@@ -67,6 +67,8 @@ def precision_flags():
     without bfloat16 instructions it is many times slower than float32."""
     from mwnet_tf import precision
     return ["--mixed_bfloat16"] if precision.bfloat16_is_native() else []
+
+
 PROTOCOLS = {
     "reduced": ["--epochs=20", "--lr_decay_epochs=15,18"],
     "long": ["--epochs=60", "--lr_decay_epochs=45,54"],
@@ -99,7 +101,7 @@ VARIANTS = {
     "ce_matched_lr": ["--method=ce", "--lr={matched_lr}"],
     # V as learned by mwnet_block on the other seed's labels (seed 1 <-> 2),
     # frozen: no meta step, the cost of CE.
-    "fixed": ["--method=fixed", "--weighting_net=bench/results/weighting_nets/"
+    "fixed": ["--method=fixed", "--weighting_net={weighting_nets}/"
               "{noise}40_mwnet_block_seed{other_seed}.keras"],
 }
 # 0.1 x the mean weight of mwnet_block (seed 1) over its 20 epochs: 0.797
@@ -108,6 +110,7 @@ MATCHED_LR = {"uniform": 0.08, "flip": 0.06}
 # Where run_one keeps the V each run learned (under --results_dir), for the
 # `fixed` variant.
 WEIGHTING_NETS = "weighting_nets"
+DEFAULT_RESULTS = os.path.join(REPO, "bench", "results")
 NOISES = ("uniform", "flip")
 # Paper, full schedule: (setting, model, MW-Net, CE baseline).
 PAPER = {"uniform": ("WRN-28-10", 89.27, 68.07),
@@ -120,17 +123,20 @@ def result_path(results_dir, protocol, noise, variant, seed):
                         f"{prefix}{noise}40_{variant}_seed{seed}.json")
 
 
-def variant_flags(variant, noise, seed):
+def variant_flags(variant, noise, seed, results_dir=DEFAULT_RESULTS):
     other_seed = 2 if int(seed) == 1 else 1
+    weighting_nets = os.path.relpath(
+        os.path.join(results_dir, WEIGHTING_NETS), REPO)
     return [flag.format(noise=noise, other_seed=other_seed,
-                        matched_lr=MATCHED_LR[noise])
+                        matched_lr=MATCHED_LR[noise],
+                        weighting_nets=weighting_nets)
             for flag in VARIANTS[variant]]
 
 
-def missing_inputs(variant, noise, seed):
+def missing_inputs(variant, noise, seed, results_dir=DEFAULT_RESULTS):
     """Files a variant's flags name that do not exist (relative to REPO)."""
     return [flag.split("=", 1)[1]
-            for flag in variant_flags(variant, noise, seed)
+            for flag in variant_flags(variant, noise, seed, results_dir)
             if flag.startswith("--weighting_net=") and not os.path.isfile(
                 os.path.join(REPO, flag.split("=", 1)[1]))]
 
@@ -148,7 +154,8 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
     workdir = os.path.join(scratch, os.path.splitext(name)[0])
     flags = [*COMMON, *precision_flags(), *PROTOCOLS[protocol],
              f"--data_path={os.path.relpath(archive, REPO)}",
-             f"--noise={noise}", *variant_flags(variant, noise, seed),
+             f"--noise={noise}",
+             *variant_flags(variant, noise, seed, results_dir),
              f"--seed={seed}", *extra_flags]
     command = [sys.executable, "-m", "mwnet_tf.main", *flags,
                f"--workdir={workdir}"]
@@ -435,8 +442,7 @@ def main():
     parser.add_argument("--archive", default=ARCHIVE)
     parser.add_argument("--scratch", default="/tmp/mwnet_accuracy",
                         help="work directories of the runs")
-    parser.add_argument("--results_dir",
-                        default=os.path.join(REPO, "bench", "results"))
+    parser.add_argument("--results_dir", default=DEFAULT_RESULTS)
     parser.add_argument("--table_only", action="store_true")
     parser.add_argument("--audit_existing", action="store_true",
                         help="audit finished MW-Net runs still in --scratch "
@@ -471,7 +477,8 @@ def main():
                      "file; give the CIFAR-10 JPEG archive.")
         missing = sorted({path for seed in seeds for noise in noises
                           for variant in variants
-                          for path in missing_inputs(variant, noise, seed)})
+                          for path in missing_inputs(variant, noise, seed,
+                                                     args.results_dir)})
         if missing:
             sys.exit(f"accuracy.py: error: {', '.join(missing)} not found; "
                      "the fixed variant reuses the V of an mwnet_block run "

@@ -69,6 +69,11 @@ def median_step_seconds(model, dataset, steps, warmup, statistic="median"):
     return float(reduce(timer.durations[warmup:]))
 
 
+def whole_intervals(steps, interval):
+    """`steps` rounded up to a multiple of `interval`."""
+    return -(-steps // interval) * interval
+
+
 def measure(method, scope, policy, model_name, batch_size, steps, warmup,
             meta_interval=1):
     """Runs one configuration; returns its step time and peak memory.
@@ -102,11 +107,11 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup,
     model.compile()
     statistic = "median"
     if meta_interval > 1:
-        steps = -(-steps // meta_interval) * meta_interval
+        steps = whole_intervals(steps, meta_interval)
         statistic = "mean"
     return {"method": method, "scope": scope, "policy": policy,
             "meta_interval": meta_interval,
-            "median_s": median_step_seconds(model, dataset, steps, warmup,
+            "step_s": median_step_seconds(model, dataset, steps, warmup,
                                             statistic),
             "peak_rss_mib": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -185,9 +190,9 @@ def main():
     for config, repeats in runs.items():
         steps = caps.get(config[0], (args.steps, args.warmup))[0]
         interval = config[4]
-        steps = -(-steps // interval) * interval  # As measure() rounds.
+        steps = whole_intervals(steps, interval)  # As measure() times.
         results[config] = {
-            "median_s": statistics.median(r["median_s"] for r in repeats),
+            "step_s": statistics.median(r["step_s"] for r in repeats),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in repeats),
             "steps": f"{steps} x {len(repeats)}"}
     print(f"batch {args.batch_size} + {args.batch_size} meta; s / step is "
@@ -204,8 +209,8 @@ def main():
         every = ("-" if method in ("ce", "fixed") else
                  f"{interval} (mean)" if interval > 1 else "1")
         print(f"| {model} | {policy} | {method} | {scope_name} | {every} | "
-              f"{result['steps']} | {result['median_s']:.3f} | "
-              f"{result['median_s'] / ce['median_s']:.2f} | "
+              f"{result['steps']} | {result['step_s']:.3f} | "
+              f"{result['step_s'] / ce['step_s']:.2f} | "
               f"{result['peak_rss_mib']:.0f} | "
               f"{result['peak_rss_mib'] / ce['peak_rss_mib']:.2f} |")
 

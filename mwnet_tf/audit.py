@@ -1,4 +1,4 @@
-r"""Audits the training labels of a finished run: which does V distrust?
+r"""Audits the training labels of a finished run: which are likely wrong?
 
     python -m mwnet_tf.audit --workdir=runs/c10_u40
 
@@ -140,8 +140,11 @@ def audit_run(workdir, data_path=None, data_dir=None, cache_dir=None,
                         cache_dir=cache_dir)
     classifier = keras.saving.load_model(
         os.path.join(workdir, "classifier.keras"), compile=False)
-    weighting_net = load_weighting_net(os.path.join(workdir,
-                                                    "weighting_net.keras"))
+    try:
+        weighting_net = load_weighting_net(os.path.join(
+            workdir, "weighting_net.keras"))
+    except ValueError as error:
+        raise AuditError(str(error)) from error
     summary = label_audit.run_audit(workdir, classifier, weighting_net, data,
                                     gallery_size=gallery_size,
                                     verbose=verbose)
@@ -167,10 +170,7 @@ def help_text():
     defined = FLAGS.flags_by_module_dict()[module]
     return (f"{(__doc__ or '').strip()}\n\n"
             f"{command_line.flags_help([('Flags', defined)])}\n\n"
-            "TensorFlow's C++ log is quiet (TF_CPP_MIN_LOG_LEVEL="
-            f"{command_line.TF_CPP_MIN_LOG_LEVEL} unless set);\n"
-            "TF_CPP_MIN_LOG_LEVEL=0 shows all of it. --helpfull also lists "
-            "absl's flags.\n")
+            f"{command_line.LOGGING_HELP}\n")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,14 @@ def started_as_program(module_name, console_script=None):
     return console_script is not None and script == console_script
 
 
+# The last lines of every program's --help.
+LOGGING_HELP = (
+    f"TensorFlow's C++ log is quiet (TF_CPP_MIN_LOG_LEVEL="
+    f"{TF_CPP_MIN_LOG_LEVEL} unless set);\n"
+    "TF_CPP_MIN_LOG_LEVEL=0 shows all of it. --helpfull also lists "
+    "absl's flags.")
+
+
 def quiet_tensorflow_logs():
     """Quiets TensorFlow's C++ start-up log unless the user chose a level.
 

@@ -350,15 +350,25 @@ def _display_images(examples, rows, size=96):
     return np.stack(images)
 
 
+def why_not_by_weight(shape):
+    """Why V's lowest weights do not mark likely-wrong labels, per shape
+    (a `weighting_function_shape` dict)."""
+    if shape["shape"] == "increasing":
+        return "its lowest weights mark easy, likely correct labels"
+    if shape["shape"] == "flat":
+        return "its weights barely differ between examples"
+    return ("its lowest weights sit at middling losses (lowest at loss "
+            f"{shape['lowest_weight_at_loss']:.2f})")
+
+
 def gallery_heading(audit):
     """What the gallery shows, and why it is ranked as it is."""
     if audit.ranked_by == "weight":
         return ("Suspect labels: the lowest weights V gives (V falls with "
                 "the loss)")
-    shape = (audit.weighting_shape or {}).get("shape", "not decreasing")
-    return (f"Suspect labels: the highest losses. V is {shape} over the "
-            "losses seen, so its lowest weights would mark easy, likely "
-            "correct labels")
+    shape = audit.weighting_shape
+    return (f"Suspect labels: the highest losses. V is {shape['shape']} "
+            f"over the losses seen: {why_not_by_weight(shape)}")
 
 
 def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
@@ -466,11 +476,11 @@ def run_audit(workdir, classifier, weighting_net, data,
     else:
         logging.warning(
             "V is %s over the losses seen (%.2f at loss %.2f, %.2f at %.2f), "
-            "not decreasing: its lowest weights mark easy, likely correct "
-            "labels, so audit.csv and %s rank by the loss instead (highest "
-            "first).", shape["shape"], shape["weight_at_low_loss"],
-            shape["loss_range"][0], shape["weight_at_high_loss"],
-            shape["loss_range"][1], summary["gallery"])
+            "not decreasing: %s, so audit.csv and %s rank by the loss "
+            "instead (highest first).", shape["shape"],
+            shape["weight_at_low_loss"], shape["loss_range"][0],
+            shape["weight_at_high_loss"], shape["loss_range"][1],
+            why_not_by_weight(shape), summary["gallery"])
     if detection is not None:
         logging.info(
             "Finding the %d corrupted labels: ROC AUC %.3f by V's weight "

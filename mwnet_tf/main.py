@@ -193,22 +193,36 @@ def run():
     workdir = FLAGS.workdir
     config = resolved_config()
     check_paths()
-    resuming = check_workdir(workdir, config, FLAGS.overwrite)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        check_workdir(workdir, config, FLAGS.overwrite)  # Says why, in one line.
     # The chief alone writes the work directory, so it alone holds it; it
     # is known from TF_CONFIG before the strategy waits for every worker.
+    # (A refused chief leaves the other workers waiting for it: README.)
     writes_workdir = (FLAGS.distribute != "multi_worker"
                       or distribute_lib.is_chief_task(
                           distribute_lib.check_tf_config()))
-    with contextlib.ExitStack() as held:
+    with contextlib.ExitStack() as stack:
+        hold = run_lock.Hold()  # What a worker that writes nothing holds.
         if writes_workdir:
             try:
-                held.enter_context(run_lock.exclusive_workdir(workdir))
-            except run_lock.WorkdirInUse as error:
+                hold = stack.enter_context(
+                    run_lock.exclusive_workdir(workdir))
+            except run_lock.WorkdirLockError as error:
                 raise ExperimentError(str(error)) from error
-        return _train_and_report(workdir, config, resuming)
+        # Only once the directory is held: what it holds cannot change
+        # between this check and the run's first write.
+        resuming = check_workdir(workdir, config, FLAGS.overwrite)
+        return _train_and_report(workdir, config, resuming, hold)
 
 
-def _train_and_report(workdir, config, resuming):
+def _one_line(error):
+    """`error` as one line: its type and the first line of its message."""
+    message = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {message}" if message else \
+        type(error).__name__
+
+
+def _train_and_report(workdir, config, resuming, hold):
     """`run` once its input is checked and the work directory is held."""
     if FLAGS.deterministic:
         # Op determinism alone leaves MW-Net and L2RW steps run-to-run
@@ -269,6 +283,7 @@ def _train_and_report(workdir, config, resuming):
     # ## Fit: all input is valid, so the work directory becomes this run's.
     if chief:
         claim_workdir(workdir, config, resuming)
+        hold.claimed = True
     if distribute_lib.is_multi_worker(strategy):
         # No worker restores from the work directory before the chief has
         # made it this run's.
@@ -334,8 +349,8 @@ def _train_and_report(workdir, config, resuming):
                 workdir, model.classifier, model.weighting_net, data,
                 verbose=1 if verbose == "auto" else verbose)
         except Exception as error:  # The run's results stay; say why.
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0]}" \
-                if str(error) else type(error).__name__
+            reason = _one_line(error)
+            logging.debug("The label audit's traceback:", exc_info=True)
             logging.error(
                 "The label audit failed (%s); the run's results are kept in "
                 "%s. Audit it later with python -m mwnet_tf.audit "
@@ -377,10 +392,7 @@ def help_text():
         "[--flag=value ...]\n"
         "       (or mwnet-tf, the same command)\n\n"
         "Flags after the flagfile override it; rerunning a command resumes "
-        "its run.\nTensorFlow's C++ log is quiet (TF_CPP_MIN_LOG_LEVEL="
-        f"{command_line.TF_CPP_MIN_LOG_LEVEL} unless set);\n"
-        "TF_CPP_MIN_LOG_LEVEL=0 shows all of it. --helpfull also lists "
-        "absl's flags.",
+        "its run.\n" + command_line.LOGGING_HELP,
         command_line.flags_help(groups),
         command_line.flagfiles_help(),
     ]

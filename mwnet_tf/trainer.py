@@ -70,10 +70,17 @@ def _layers_in_order(layer):
     """Every sublayer, depth-first, each nested model's own layers in its
     order (Keras's recursive flattening reverses them inside nested models,
     which would put a nested backbone's stem at the top)."""
-    for child in keras_compat.flatten_layers(layer, include_self=False,
-                                             recursive=False):
-        yield child
-        yield from _layers_in_order(child)
+    seen = set()
+
+    def walk(parent):
+        for child in keras_compat.flatten_layers(parent, include_self=False,
+                                                 recursive=False):
+            if id(child) not in seen:  # A shared layer counts once.
+                seen.add(id(child))
+                yield child
+                yield from walk(child)
+
+    return walk(layer)
 
 
 def weight_layers(model):
@@ -426,7 +433,8 @@ class MetaWeightNet(keras.Model):
         `with_meta` builds; the dataset shuffles itself) but warns about
         its default, True. Other input keeps Keras's default.
         """
-        # `shuffle` is fit's 9th parameter: 8 positional ones after x.
+        # Passed positionally, `shuffle` is args[7] (y, batch_size, epochs,
+        # verbose, callbacks, validation_split, validation_data come first).
         if (len(args) < 8 and "shuffle" not in kwargs and isinstance(
                 x, (tf.data.Dataset, tf.distribute.DistributedDataset))):
             kwargs["shuffle"] = False
@@ -737,11 +745,16 @@ class MetaWeightNet(keras.Model):
     # -------------------------------------------------------- serialisation
 
     def get_config(self):
+        weighting_net = keras.saving.serialize_keras_object(self.weighting_net)
+        if getattr(self.weighting_net, "earlier_meta_steps", None) is not None:
+            # The meta optimiser's iterations are saved with the compiled
+            # model and counted again once it is restored.
+            weighting_net["config"]["meta_steps"] = (
+                self.weighting_net.earlier_meta_steps)
         return {
             "name": self.name,
             "classifier": keras.saving.serialize_keras_object(self.classifier),
-            "weighting_net": keras.saving.serialize_keras_object(
-                self.weighting_net),
+            "weighting_net": weighting_net,
             "method": self.method,
             "lookahead": self.lookahead,
             "weight_normalization": self.weight_normalization,

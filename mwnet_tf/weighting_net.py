@@ -54,9 +54,10 @@ class WeightingNet(keras.Model):
         super().__init__(dtype=dtype, **kwargs)
         self._earlier_meta_steps = (None if meta_steps is None
                                     else int(meta_steps))
-        # The optimiser that trains V now (`count_meta_steps_of`); a
-        # one-element list, so that Keras does not track it as V's own.
-        self._meta_optimizer = []
+        # The optimiser that trains V now (`count_meta_steps_of`), held by a
+        # plain object: Keras saves the state of every optimiser, layer or
+        # container among a layer's attributes, and this one is not V's.
+        self._meta_step_source = _StepsOf(None)
         hidden_sizes = tuple(int(size) for size in hidden_sizes)
         if not hidden_sizes or min(hidden_sizes) < 1:
             raise ValueError(
@@ -108,15 +109,23 @@ class WeightingNet(keras.Model):
 
         `MetaWeightNet.compile` calls this with V's meta optimiser, whose
         iterations are exactly the meta steps taken (and are restored with
-        it on resume).
+        it on resume). The steps of an optimiser it replaces (a second
+        `compile`) stay counted.
         """
-        self._meta_optimizer[:] = [optimizer]
+        if optimizer is self._meta_step_source.optimizer:
+            return
+        self._earlier_meta_steps = self.meta_steps
+        self._meta_step_source = _StepsOf(optimizer)
+
+    @property
+    def earlier_meta_steps(self):
+        """`meta_steps` without the current optimiser's (None if unknown)."""
+        return self._earlier_meta_steps
 
     @property
     def meta_steps(self):
         """Meta steps that trained V so far; None if unknown (an old file)."""
-        now = (int(ops.convert_to_numpy(self._meta_optimizer[0].iterations))
-               if self._meta_optimizer else 0)
+        now = self._meta_step_source.steps()
         if self._earlier_meta_steps is None:
             return None if now == 0 else now
         return self._earlier_meta_steps + now
@@ -134,6 +143,18 @@ class WeightingNet(keras.Model):
         # Files saved before V counted its meta steps: unknown, not 0.
         config.setdefault("meta_steps", None)
         return cls(**config)
+
+
+class _StepsOf:
+    """The steps an optimiser has taken; 0 for no optimiser."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def steps(self):
+        if self.optimizer is None:
+            return 0
+        return int(ops.convert_to_numpy(self.optimizer.iterations))
 
 
 def check_trained(weighting_net, where="this weighting net"):

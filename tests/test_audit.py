@@ -183,7 +183,15 @@ def test_audit_ranks_by_the_weight_only_where_v_decreases(shape, tmp_path):
     if shape == "decreasing":
         assert "lowest weights V gives" in heading
     else:
-        assert "highest losses" in heading and "increasing" in heading
+        assert heading.startswith("Suspect labels: the highest losses. V is "
+                                  "increasing") and "easy" in heading
+    # The reason given fits the shape.
+    for other in ("non-monotone", "flat"):
+        described = label_audit.weighting_function_shape(
+            _weighting_net(other), audit.loss)
+        assert other == "flat" or "lowest at loss" in (
+            label_audit.why_not_by_weight(described))
+        assert "easy" not in label_audit.why_not_by_weight(described)
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +219,19 @@ def test_audit_rows_are_the_labels_the_run_trained_on(finished_run):
     examples = data.train_examples
     rows = _read_csv(workdir / "audit.csv")
     assert [int(r["rank"]) for r in rows] == list(range(1, len(examples) + 1))
-    weights = np.array([float(r["weight"]) for r in rows])
-    assert (np.diff(weights) >= 0).all()  # Lowest weight first.
+    # Most suspect first, by what the audit says it ranked by.
+    summary = results["label_audit"]
+    assert summary["weighting_function"]["shape"] in (
+        "decreasing", "increasing", "non-monotone", "flat")
+    assert summary["ranked_by"] == (
+        "weight" if summary["weighting_function"]["shape"] == "decreasing"
+        else "loss")
+    column = {"weight": "weight", "loss": "loss"}[summary["ranked_by"]]
+    ranked = np.array([float(r[column]) for r in rows])
+    if summary["ranked_by"] == "weight":
+        assert (np.diff(ranked) >= 0).all()  # Lowest weight first.
+    else:
+        assert (np.diff(ranked) <= 0).all()  # Highest loss first.
 
     # Each row is the example its index names: its given (noisy) label, its
     # file, and whether the noise changed its label.

@@ -161,27 +161,36 @@ def test_accuracy_tables_and_figure_of_the_committed_results(tmp_path):
 
 @pytest.mark.slow
 def test_accuracy_trains_one_tiny_variant_end_to_end(tiny_archive, tmp_path):
-    # `fixed` trains with a committed V: it takes run_one's path that loads
-    # and samples a V, and its run is audited.
+    # An MW-Net variant: run_one keeps its V (under --results_dir, never in
+    # the repository's results), records V's curve, and the run is audited.
     results_dir = tmp_path / "results"
+    committed = sorted(os.listdir(os.path.join(REPO, "bench", "results",
+                                               "weighting_nets")))
     # A subset smaller than the train split, as the protocol takes one.
     tiny = ["--model=resnet20", "--meta_per_class=2",
             f"--train_subset={len(CLASSES) * TRAIN_PER_CLASS - 8}",
             "--batch_size=8", "--meta_batch_size=8", "--epochs=1",
             f"--cache_dir={tmp_path / 'cache'}"]
-    output = _run("accuracy.py", "--noises=uniform", "--variants=fixed",
+    output = _run("accuracy.py", "--noises=uniform", "--variants=mwnet_k10",
                   "--seeds=1", f"--archive={tiny_archive}",
                   f"--scratch={tmp_path / 'scratch'}",
                   f"--results_dir={results_dir}",
                   "--extra_flags=" + shlex.join(tiny))
 
-    assert os.listdir(results_dir) == ["uniform40_fixed_seed1.json"]
-    with open(results_dir / "uniform40_fixed_seed1.json") as file:
+    assert sorted(os.listdir(results_dir)) == [
+        "uniform40_mwnet_k10_seed1.json", "weighting_nets"]
+    assert os.listdir(results_dir / "weighting_nets") == [
+        "uniform40_mwnet_k10_seed1.keras"]
+    assert sorted(os.listdir(os.path.join(
+        REPO, "bench", "results", "weighting_nets"))) == committed
+    with open(results_dir / "uniform40_mwnet_k10_seed1.json") as file:
         record = json.load(file)
     assert (record["protocol"], record["noise"], record["variant"],
             record["method"], record["seed"]) == (
-                "reduced", "uniform", "fixed", "fixed", 1)
-    # The extra flags are recorded, last, so that they are what ran.
+                "reduced", "uniform", "mwnet_k10", "mwnet", 1)
+    # The variant's and the extra flags are recorded, the extra ones last,
+    # so that they are what ran.
+    assert "--meta_interval=10" in record["command"].split()
     assert record["command"].endswith(" ".join(tiny))
     results = record["results"]
     assert results["epochs_completed"] == 1
@@ -194,15 +203,21 @@ def test_accuracy_trains_one_tiny_variant_end_to_end(tiny_archive, tmp_path):
 
     [row] = _markdown_table(output,
                             "protocol | noise | variant | seed | final")
-    assert (row["variant"], row["seed"]) == ("fixed", "1")
+    assert (row["variant"], row["seed"]) == ("mwnet_k10", "1")
     assert float(row["final test acc"]) == pytest.approx(
         100 * results["final_test_accuracy"], abs=0.005)
-    # mwnet_tf.main audits runs with a V by default; the audit table shows it.
-    detection = results["label_audit"]["detection"]
+    # mwnet_tf.main audits runs with a V by default; the audit table and
+    # the frontier show it, the frontier with V's shape over the losses seen.
+    audit = results["label_audit"]
     [audit_row] = _markdown_table(output, "protocol | noise | variant | seed "
                                   "| ROC AUC")
     assert float(audit_row["ROC AUC, loss"]) == pytest.approx(
-        detection["loss"]["roc_auc"], abs=0.0005)
+        audit["detection"]["loss"]["roc_auc"], abs=0.0005)
+    [frontier_row] = _markdown_table(output, "noise | variant | step x CE")
+    assert frontier_row["variant"] == "mwnet_k10"
+    assert frontier_row["V's shape"] == audit["weighting_function"]["shape"]
+    assert frontier_row["AUC, weight"] == (
+        f"{audit['detection']['weight']['roc_auc']:.3f}")
 
 
 # bench/audit_csv.py

@@ -398,14 +398,33 @@ def test_workdir_lock_is_exclusive_and_leaves_no_trace_on_bad_input(
                 pass
     # Held and released with nothing written: the directory is gone again.
     assert not workdir.exists()
+    # A user's directory that no run claims keeps exactly its files.
     existing = tmp_path / "existing"
     existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
     with run_lock.exclusive_workdir(str(existing)):
+        pass
+    assert os.listdir(existing) == ["notes.txt"]
+    # A claimed one keeps its lock file, released.
+    with run_lock.exclusive_workdir(str(existing)) as hold:
         (existing / "config.json").write_text("{}")
-    assert sorted(os.listdir(existing)) == [".lock", "config.json"]
+        hold.claimed = True
+    assert sorted(os.listdir(existing)) == [".lock", "config.json",
+                                            "notes.txt"]
     assert not run_lock_held(existing)
     # The lock file is not mistaken for another program's files.
+    os.remove(existing / "notes.txt")
     assert main_lib.check_workdir(str(existing), {}, False) is True
+
+
+def test_a_refused_run_leaves_the_users_directory_as_it_was(tmp_path):
+    """Refused after the lock is taken: the lock file goes again."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(main_lib.ExperimentError, match="holds no config.json"):
+        _run(["--flagfile=flags/base.cfg", f"--workdir={mine}"])
+    assert os.listdir(mine) == ["notes.txt"]
 
 
 def test_bfloat16_on_a_cpu_without_it_is_refused_before_any_work(
@@ -418,9 +437,10 @@ def test_bfloat16_on_a_cpu_without_it_is_refused_before_any_work(
     bf16.write_text("processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16\n")
     arm = tmp_path / "cpuinfo_arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16\n")
-    if not precision.bfloat16_is_native(str(tmp_path / "missing")):
-        # This machine has an accelerator: every CPU counts as native.
-        assert precision.bfloat16_is_native(str(avx2_only)) is False
+    # As on a machine without GPU or TPU, whatever this one has.
+    monkeypatch.setattr(precision.tf.config, "list_physical_devices",
+                        lambda kind: [])
+    assert precision.bfloat16_is_native(str(avx2_only)) is False
     assert precision.bfloat16_is_native(str(bf16)) is True
     assert precision.bfloat16_is_native(str(arm)) is True
     assert precision.cpu_flags(str(tmp_path / "missing")) is None

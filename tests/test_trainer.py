@@ -357,13 +357,17 @@ def test_meta_interval_updates_theta_every_kth_step():
     assert model.weighting_net.get_config()["meta_steps"] == 2
 
 
-def test_a_method_that_does_not_learn_v_counts_no_meta_step():
-    for method in ("ce", "l2rw"):
-        model = mwnet_tf.MetaWeightNet(_classifier(), method=method)
+def test_a_frozen_v_keeps_its_meta_step_count():
+    """method="fixed" trains with a learned V without training it: the count
+    it came with stays (an mwnet run adds its own steps to it)."""
+    learned = mwnet_tf.WeightingNet(meta_steps=7)
+    x, y, x_meta, y_meta = _batches(9)
+    for method, expected in (("fixed", 7), ("mwnet", 8)):
+        net = mwnet_tf.WeightingNet.from_config(learned.get_config())
+        model = mwnet_tf.MetaWeightNet(_classifier(), net, method=method)
         model.compile()
-        x, y, x_meta, y_meta = _batches(9)
         model.train_on_batch(((x, y), (x_meta, y_meta)))
-        assert model.weighting_net.meta_steps == 0, method
+        assert net.meta_steps == expected, method
 
 
 def test_corrupted_flag_feeds_clean_and_corrupted_weight_metrics():
@@ -521,6 +525,24 @@ def test_save_and_load_round_trip(tmp_path):
     net = keras.saving.load_model(tmp_path / "v.keras")
     np.testing.assert_allclose(net(np.array([0.5, 2.0])),
                                model.weighting_function([0.5, 2.0]))
+    # V's meta-step count survives every way of saving, once: V alone
+    # (its config), the whole model (config + the meta optimiser's state),
+    # and a second compile (the old optimiser's steps stay counted).
+    assert model.weighting_net.meta_steps == 2
+    assert net.meta_steps == 2
+    assert loaded.weighting_net.meta_steps == 2
+    model.compile()
+    _train(model, ((x, y), (x_meta, y_meta)), 1)
+    assert model.weighting_net.meta_steps == 3
+    # V's file holds V's weights only, not the optimiser that trained it.
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "v.keras") as archive:
+        import h5py
+        with archive.open("model.weights.h5") as file, h5py.File(
+                file) as weights:
+            names = []
+            weights.visit(names.append)
+    assert not [n for n in names if "optimizer" in n or "adam" in n], names
 
 
 def _max_difference(model_a, model_b):
