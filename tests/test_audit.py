@@ -326,6 +326,8 @@ def test_audit_refuses_what_it_cannot_audit(finished_run, tmp_path):
     with open(copy / "config.json", "w") as file:
         json.dump(dict(config, method="ce"), file)
     fails("--method=ce, which learns no weighting net")
+    with open(copy / "config.json", "w") as file:
+        json.dump(config, file)
     os.remove(copy / "classifier.keras")
     fails("holds no classifier.keras: it is not a finished run")
     with pytest.raises(audit_lib.AuditError, match="is not a directory"):
