@@ -324,7 +324,8 @@ class MetaWeightNet(keras.Model):
                                               "count_meta_steps_of"):
             # Saved with V: how many meta steps trained it.
             self.weighting_net.count_meta_steps_of(meta_optimizer)
-        if (self._meta_step_chosen_on_host()
+        if (self.method == "mwnet" and self.meta_interval > 1
+                and self.distribute_strategy.num_replicas_in_sync > 1
                 and self.steps_per_execution != 1):
             raise ValueError(
                 "meta_interval > 1 under a multi-replica strategy chooses the "
@@ -365,10 +366,16 @@ class MetaWeightNet(keras.Model):
         A conditional meta step in the graph would put the optimiser's
         cross-replica merge inside `tf.cond`, which tf.distribute does not
         support; with several replicas, `make_train_function` traces both
-        kinds of step and picks one per call instead.
+        kinds of step and picks one per call instead. On one device it does
+        so too whenever each call runs one step: a step without the meta
+        step is then a plain fixed-V step, where inside `tf.cond` it cost
+        about a third more (BENCHMARKS.md, "Fast MW-Net"). Several steps
+        per call keep `tf.cond`.
         """
-        return (self.method == "mwnet" and self.meta_interval > 1
-                and self.distribute_strategy.num_replicas_in_sync > 1)
+        if not (self.method == "mwnet" and self.meta_interval > 1):
+            return False
+        return (self.distribute_strategy.num_replicas_in_sync > 1
+                or self.steps_per_execution == 1)
 
     def make_train_function(self, force=False):
         if not self._meta_step_chosen_on_host():

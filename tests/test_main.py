@@ -62,10 +62,30 @@ def _tiny_args(workdir, tree, cache, *extra):
             "--lr_decay_epochs=1", "--verbose=0", *extra]
 
 
+def test_the_fast_option_composes_with_every_experiment():
+    experiments = [p for p in FLAGFILES if os.path.basename(p)[:-4]
+                   not in OPTION_FLAGFILES]
+    with open(os.path.join(REPO, "flags", "fast.cfg")) as file:
+        command = file.read().splitlines()[1]
+    assert command.startswith("## python -m mwnet_tf.main --flagfile=flags/")
+    for path in experiments:
+        with flagsaver.flagsaver():
+            _parse([f"--flagfile={path}", "--flagfile=flags/fast.cfg"])
+            assert (FLAGS.meta_interval, FLAGS.meta_lr) == (10, 0.003)
+            # Everything else is the experiment's.
+            assert FLAGS.workdir == f"runs/{os.path.basename(path)[:-4]}"
+            assert FLAGS.method == "mwnet" and FLAGS.meta_scope == "all"
+
+
 def _run(args):
     with flagsaver.flagsaver():
         _parse(args)
         return main_lib.run()
+
+
+# Flagfiles that are not experiments: the shared base, and options added
+# after an experiment's flagfile.
+OPTION_FLAGFILES = ("base", "fast")
 
 
 @pytest.mark.parametrize("path", FLAGFILES, ids=os.path.basename)
@@ -73,7 +93,7 @@ def test_every_flagfile_parses_and_validates(path):
     name = os.path.basename(path)[:-len(".cfg")]
     with open(path) as file:
         lines = file.read().splitlines()
-    if name == "base":
+    if name in OPTION_FLAGFILES:
         return
     assert lines[0] == f"## python -m mwnet_tf.main --flagfile=flags/{name}.cfg" \
         or lines[0].startswith(f"## python -m mwnet_tf.main "

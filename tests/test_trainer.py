@@ -567,6 +567,22 @@ def test_meta_interval_on_two_replicas_matches_one_device(
     assert _max_difference(single, every_step) > 1e-3
 
 
+def test_meta_interval_chosen_on_the_host_equals_tf_cond_on_one_device():
+    """One step per call: two traced functions, the meta step's chosen on
+    the host; several: tf.cond in the graph. The same training either way."""
+    x, y, x_meta, y_meta = _batches(22, n=16, n_meta=8)
+    data = ((x, y), (x_meta, y_meta))
+    on_host = _compiled(meta_interval=3)
+    assert on_host._meta_step_chosen_on_host()
+    in_graph = _compiled(meta_interval=3, steps_per_execution=2)
+    assert not in_graph._meta_step_chosen_on_host()
+    _train(on_host, data, 6)
+    _train(in_graph, data, 6)
+    assert int(on_host.meta_optimizer.iterations) == 2
+    assert int(in_graph.meta_optimizer.iterations) == 2
+    assert _max_difference(on_host, in_graph) < 1e-5
+
+
 def test_meta_interval_on_two_replicas_needs_one_step_per_execution(
         two_replica_strategy):
     with two_replica_strategy.scope():
