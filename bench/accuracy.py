@@ -327,14 +327,17 @@ def comparison(records):
 
 
 # Step time of each variant as a multiple of a CE step: ResNet-32, float32,
-# batch 100 + 100, amortised over the meta interval (the mean step of a run
-# whose step count is a multiple of it), all from one invocation of
-# `python bench/step_time.py --policies float32 --scopes block --methods fixed
-# --intervals 5,10,20` (BENCHMARKS.md gives the date and the table).
-STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": None,
-             "mwnet": None, "mwnet_block": None, "mwnet_k5": None,
-             "mwnet_k10": None, "mwnet_k20": None, "mwnet_k10_lr10": None,
-             "mwnet_k10_lr3": None}
+# batch 100 + 100, amortised over the meta interval (the mean step of 20
+# steps, so two meta steps for k = 10), all from one invocation on
+# 2026-12-02 (BENCHMARKS.md, "Fast MW-Net", with an earlier invocation and
+# the spread between them):
+#   python bench/step_time.py --models resnet32 --policies float32 \
+#       --scopes block --methods fixed --intervals 5,10,20 --steps 20 \
+#       --warmup 3 --repeats 2
+STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
+             "mwnet": 3.32, "mwnet_block": 1.41, "mwnet_k5": 1.57,
+             "mwnet_k10": 1.43, "mwnet_k20": 1.09, "mwnet_k10_lr10": 1.43,
+             "mwnet_k10_lr3": 1.43}
 
 
 def v_shape(record):
