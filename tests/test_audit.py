@@ -255,6 +255,7 @@ def test_audit_rows_are_the_labels_the_run_trained_on(finished_run):
             abs=2e-4)
     corrupted = np.array([int(r["corrupted"]) for r in rows])
     assert 0 < corrupted.sum() < len(rows)
+    weights = np.array([float(r["weight"]) for r in rows])
 
     audit = results["label_audit"]
     detection = audit["detection"]
