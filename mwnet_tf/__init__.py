@@ -25,8 +25,8 @@ __version__ = "0.1.0"
 # Public name -> the module that defines it.
 _LAZY = {
     "MetaWeightNet": "mwnet_tf.trainer",
-    "lookahead_layers": "mwnet_tf.trainer",
-    "weight_layers": "mwnet_tf.trainer",
+    "lookahead_layers": "mwnet_tf.layer_scope",
+    "weight_layers": "mwnet_tf.layer_scope",
     "WeightingNet": "mwnet_tf.weighting_net",
     "load_weighting_net": "mwnet_tf.weighting_net",
     "with_meta": "mwnet_tf.inputs",
@@ -36,7 +36,8 @@ __all__ = ["MetaWeightNet", "WeightingNet", "load_weighting_net",
 
 if _typing.TYPE_CHECKING:  # For type checkers and IDEs; never at run time.
     from mwnet_tf.inputs import with_meta
-    from mwnet_tf.trainer import MetaWeightNet, lookahead_layers, weight_layers
+    from mwnet_tf.layer_scope import lookahead_layers, weight_layers
+    from mwnet_tf.trainer import MetaWeightNet
     from mwnet_tf.weighting_net import WeightingNet, load_weighting_net
 
 

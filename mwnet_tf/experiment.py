@@ -10,7 +10,7 @@ import keras
 
 import zoo
 from mwnet_tf import data as data_lib
-from mwnet_tf.experiment_flags import parse_meta_scope
+from mwnet_tf.layer_scope import parse_meta_scope
 from mwnet_tf.trainer import MetaWeightNet
 from mwnet_tf.weighting_net import WeightingNet, load_weighting_net
 

@@ -10,6 +10,7 @@ from absl import flags
 import zoo
 from mwnet_tf.data import DATASETS, NOISE_TYPES
 from mwnet_tf.distribute import STRATEGIES
+from mwnet_tf.layer_scope import parse_meta_scope
 from mwnet_tf.trainer import LOOKAHEADS, METHODS, WEIGHT_NORMALIZATIONS
 
 # How `python -m mwnet_tf.main --help` lists the flags below, in this order.
@@ -187,17 +188,6 @@ def define_flags():
         lambda f: f["dropout_rate"] is None or f["model"].startswith(("wrn",
                                                                      "wide")),
         message="--dropout_rate is for Wide ResNets (--model=wrn28_10, ...).")
-
-
-def parse_meta_scope(value):
-    """--meta_scope as MetaWeightNet takes it; None when it is malformed."""
-    value = (value or "").strip()
-    if value.isdigit():
-        return int(value) if int(value) > 0 else None
-    names = [name.strip() for name in value.split(",")]
-    if not all(names):
-        return None
-    return value if value in ("all", "head") else names
 
 
 def _positive_ints(values, allow_empty=False):

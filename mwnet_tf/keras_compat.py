@@ -132,14 +132,14 @@ class PrivateHook(typing.NamedTuple):
 
 
 # `Model.fit` (and evaluate, predict) calls it with the first batch to build
-# an unbuilt model symbolically; MetaWeightNet skips it under
+# an unbuilt model symbolically; FitWorkarounds (MetaWeightNet's base) skips it under
 # MultiWorkerMirroredStrategy (keras-team/keras#20585). Keras has no public
 # hook into how fit builds the model.
 MODEL_MAYBE_SYMBOLIC_BUILD = PrivateHook(
     owner=keras.Model,
     name="_maybe_symbolic_build",
     parameters=("self", "iterator", "data_batch"),
-    overridden_by="mwnet_tf.trainer.MetaWeightNet")
+    overridden_by="mwnet_tf.fit_workarounds.FitWorkarounds")
 
 # BackupAndRestore writes (and only writes) its backup in it, from
 # on_epoch_end or on_train_batch_end; FiniteBackupAndRestore skips it on

@@ -6,81 +6,23 @@ import pytest
 import tensorflow as tf
 
 import mwnet_tf
-from mwnet_tf import keras_compat
+import reference_math
 import zoo
 
-NUM_CLASSES = 3
-FEATURES = 5
-
-
-def _classifier(dtype="float32", batch_norm=True, seed=0):
-    inputs = keras.Input((FEATURES,), dtype=dtype)
-    hidden = keras.layers.Dense(
-        6, dtype=dtype, name="hidden",
-        kernel_initializer=keras.initializers.GlorotUniform(seed))(inputs)
-    if batch_norm:
-        hidden = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
-                                                 dtype=dtype, name="norm")(hidden)
-    hidden = keras.layers.Activation("tanh", dtype=dtype)(hidden)
-    outputs = keras.layers.Dense(
-        NUM_CLASSES, dtype=dtype, name="logits",
-        kernel_initializer=keras.initializers.GlorotUniform(seed + 1))(hidden)
-    return keras.Model(inputs, outputs)
-
-
-def _batches(seed, n=12, n_meta=8, dtype="float32"):
-    rng = np.random.default_rng(seed)
-    return (rng.normal(size=(n, FEATURES)).astype(dtype),
-            rng.integers(0, NUM_CLASSES, n),
-            rng.normal(size=(n_meta, FEATURES)).astype(dtype),
-            rng.integers(0, NUM_CLASSES, n_meta))
-
-
-def _per_example_ce(y, logits):
-    return keras.losses.sparse_categorical_crossentropy(y, logits,
-                                                        from_logits=True)
+from reference_math import FEATURES, NUM_CLASSES  # noqa: F401
+from reference_math import batches as _batches
+from reference_math import classifier as _classifier
+from reference_math import per_example_ce as _per_example_ce
 
 
 def _reference_meta_loss(model, x, y, x_meta, y_meta, moved_layers=None):
-    """The meta objective J(theta), written out first-order and independently.
-
-    Recomputes the lookahead weights from scratch with a plain tape, so its
-    finite differences check the second-order tape code of the trainer. Only
-    the variables of the layers named in `moved_layers` (all when None) move;
-    the others stay at w.
-    """
-    classifier, net = model.classifier, model.weighting_net
-    state = [v.value for v in classifier.non_trainable_variables]
-    all_variables = classifier.trainable_variables
-    variables = [v for v in all_variables if moved_layers is None
-                 or v.path.split("/")[0] in moved_layers]
-    with tf.GradientTape() as tape:
-        logits, _ = classifier.stateless_call(all_variables, state, x,
-                                              training=True)
-        losses = _per_example_ce(y, logits)
-        weights = net(tf.stop_gradient(losses))
-        if model.weight_normalization == "sum":
-            weighted = tf.reduce_sum(weights * losses) / tf.reduce_sum(weights)
-        else:
-            weighted = tf.reduce_mean(weights * losses)
-    grads = tape.gradient(weighted, variables)
-    lr = float(model.optimizer.learning_rate.numpy())
-    if model.lookahead == "sgd":
-        looked_ahead = [w - lr * g for w, g in zip(variables, grads)]
-    else:  # One Keras SGD step with Nesterov momentum and L2 on the gradient.
-        mu, decay = model.optimizer.momentum, model.weight_decay
-        looked_ahead = []
-        for w, g in zip(variables, grads):
-            g = g + decay * w
-            velocity = model.optimizer.momentums[
-                keras_compat.optimizer_variable_index(model.optimizer, w)]
-            new_velocity = mu * velocity - lr * g
-            looked_ahead.append(w + mu * new_velocity - lr * g)
-    moved = dict(zip(map(id, variables), looked_ahead))
-    meta_logits, _ = classifier.stateless_call(
-        [moved.get(id(v), v) for v in all_variables], state, x_meta,
-        training=True)
-    return float(tf.reduce_mean(_per_example_ce(y_meta, meta_logits)))
+    """The meta objective J(theta) of `model`'s settings, written out
+    independently (tests/reference_math.py)."""
+    return reference_math.meta_loss(
+        model.classifier, reference_math.mwnet_coefficients(
+            model.weighting_net, model.weight_normalization),
+        x, y, x_meta, y_meta, model.optimizer, model.lookahead,
+        model.weight_decay, moved_layers)
 
 
 def _compiled(lookahead="sgd", weight_normalization="mean", dtype="float32",
@@ -98,13 +40,13 @@ def _compiled(lookahead="sgd", weight_normalization="mean", dtype="float32",
     return model
 
 
-@pytest.mark.parametrize("lookahead", ["sgd", "optimizer"])
-@pytest.mark.parametrize("weight_normalization,meta_scope,moved_layers", [
-    ("mean", "all", None), ("sum", "all", None),
-    # Partial lookahead: the top layer, the top two (BatchNorm included),
-    # and a bottom layer alone.
-    ("mean", "head", ["logits"]), ("sum", 2, ["norm", "logits"]),
-    ("mean", ["hidden"], ["hidden"])])
+# The mathematics is tested case by case in test_meta_gradient.py; here,
+# that the model wires its options into it.
+@pytest.mark.parametrize("lookahead,weight_normalization,meta_scope,"
+                         "moved_layers", [
+                             ("sgd", "mean", "all", None),
+                             ("optimizer", "sum", 2, ["norm", "logits"]),
+                             ("sgd", "mean", ["hidden"], ["hidden"])])
 def test_meta_gradient_matches_finite_differences(lookahead,
                                                   weight_normalization,
                                                   meta_scope, moved_layers):

@@ -1,0 +1,271 @@
+"""The mathematics of one Meta-Weight-Net step, as functions.
+
+`MetaWeightNet.train_step` (trainer.py) composes these, and each is tested
+on its own against finite differences of its definition
+(tests/test_meta_gradient.py). For a training batch (x, y) and a clean meta
+batch (x_m, y_m):
+
+1. `Forward`: l_i = CE(f(x_i; w), y_i), recorded on tapes.
+2. `meta_objective`: w_hat(c) = lookahead step from w along
+   grad_w sum_i c_i l_i, then J(c) = mean CE(f(x_m; w_hat), y_m).
+   `loss_coefficients` gives c from per-example weights.
+3. `meta_gradients`: d J / d theta with c = coefficients(V(l; theta))
+   (MW-Net); `l2rw_weights`: max(-d J / d c, 0) at c = 0 (Ren et al. 2018).
+4. The real step descends sum_i c_i l_i, reusing the forward pass of 1.
+
+Everything runs per replica. Under tf.distribute the sums one device would
+take over the global batch are all-reduced (`sum_over_replicas`) and losses
+are this replica's share (divided by the number of replicas), so N
+replicas compute what one device would.
+
+Loss scaling (mixed_float16) has one home, `Forward`: gradients of the
+weighted loss are taken at the classifier optimiser's loss scale, so that
+float16 gradients do not underflow, and are unscaled where the mathematics
+needs the true gradient (the lookahead); the real step hands them to the
+optimiser scaled, as Keras's own step does, and the optimiser unscales.
+"""
+
+import contextlib
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from mwnet_tf import keras_compat
+
+LOOKAHEADS = ("sgd", "optimizer")
+WEIGHT_NORMALIZATIONS = ("mean", "sum")
+
+
+def num_replicas():
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync
+
+
+def sum_over_replicas(values):
+    """All-reduces (differentiably) across replicas; identity on one replica."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
+def add_l2(grads, variables, weight_decay, scale):
+    """PyTorch-style L2: weight_decay * w added to the gradient of every weight.
+
+    `scale` multiplies the term: 1 / num_replicas, as the optimiser sums
+    gradients over replicas and each replica contributes its share, times
+    the loss scale when the gradients it joins are scaled.
+    """
+    if not weight_decay:
+        return list(grads)
+    return [g + ops.cast(weight_decay * scale, v.dtype) * v
+            for g, v in zip(grads, variables)]
+
+
+def unwrapped(optimizer):
+    """The optimiser inside a LossScaleOptimizer (mixed_float16), or itself."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def loss_scale_of(optimizer):
+    """The factor `optimizer` scales losses by (1.0 without loss scaling)."""
+    return optimizer.scale_loss(1.0)
+
+
+def cross_entropy(y, outputs, from_logits=True, dtype="float32"):
+    """Per-example sparse cross-entropy, computed in `dtype` (float32 even
+    when the classifier computes in a 16-bit type)."""
+    return keras.losses.sparse_categorical_crossentropy(
+        y, ops.cast(outputs, dtype), from_logits=from_logits)
+
+
+class Forward:
+    """The training-mode forward pass of step 1, kept for the steps after it.
+
+    One `stateless_call` of the classifier, recorded on a persistent tape
+    that differentiates the per-example losses w.r.t. every trainable
+    variable (the real step) and, when the lookahead moves only some of
+    them, on a second tape that watches only those (so differentiating it
+    never runs below the lowest looked-ahead layer).
+
+    Attributes:
+        classifier: The model.
+        outputs: Its outputs on x.
+        losses: Per-example losses l_i.
+        state: The non-trainable values (BatchNorm moving statistics, RNG
+            state) after this pass, not yet assigned to the classifier.
+        variables: The classifier's trainable variables.
+        lookahead_variables: The ones the lookahead moves.
+        loss_scale: The classifier optimiser's loss scale (1.0 without).
+    """
+
+    def __init__(self, classifier, x, y, per_example_loss,
+                 lookahead_variables=None, loss_scale=1.0):
+        self.classifier = classifier
+        self.variables = classifier.trainable_variables
+        self.lookahead_variables = (self.variables if lookahead_variables is None
+                                    else list(lookahead_variables))
+        self.loss_scale = loss_scale
+        state = [v.value for v in classifier.non_trainable_variables]
+        self._tape = tf.GradientTape(persistent=True)
+        self._lookahead_tape = self._tape
+        with contextlib.ExitStack() as recording:
+            recording.enter_context(self._tape)
+            if lookahead_variables is not None:
+                self._lookahead_tape = recording.enter_context(
+                    tf.GradientTape(watch_accessed_variables=False))
+                self._lookahead_tape.watch(
+                    [v.value for v in self.lookahead_variables])
+            self.outputs, self.state = classifier.stateless_call(
+                self.variables, state, x, training=True)
+            self.losses = per_example_loss(y, self.outputs)
+
+    def scaled_gradients(self, coefficients, lookahead=False):
+        """Gradients of loss_scale * sum_i c_i l_i w.r.t. the variables (the
+        looked-ahead ones if `lookahead`), by the recorded backward pass with
+        the coefficients as output gradients (the weighted loss is linear
+        in the losses); differentiable in `coefficients`."""
+        tape = self._lookahead_tape if lookahead else self._tape
+        variables = self.lookahead_variables if lookahead else self.variables
+        return tape.gradient(self.losses, variables,
+                             output_gradients=coefficients * self.loss_scale)
+
+    def lookahead_gradients(self, coefficients):
+        """True (unscaled) gradients of sum_i c_i l_i over the global batch
+        w.r.t. the looked-ahead variables: every replica gets the same."""
+        grads = sum_over_replicas(self.scaled_gradients(coefficients,
+                                                        lookahead=True))
+        return [g / ops.cast(self.loss_scale, g.dtype) for g in grads]
+
+
+def loss_coefficients(weights, normalization="mean"):
+    """d(reduced weighted loss) / d l_i for this replica's weights v_i.
+
+    "mean": mean_i(v_i l_i) over the global batch (MW-Net.py); "sum":
+    sum_i(v_i l_i) / sum_i(v_i) (the paper's appendix; L2RW). Scaled so
+    that summing over replicas gives the single-device quantity.
+    """
+    if normalization == "sum":
+        total = sum_over_replicas(ops.sum(weights))
+        return weights / ops.maximum(total, 1e-12)
+    if normalization != "mean":
+        raise ValueError(f"normalization must be one of "
+                         f"{', '.join(map(repr, WEIGHT_NORMALIZATIONS))}; "
+                         f"got {normalization!r}.")
+    global_batch = ops.cast(ops.shape(weights)[0] * num_replicas(),
+                            weights.dtype)
+    return weights / global_batch
+
+
+class Lookahead:
+    """w_hat = one step from w along given gradients, differentiable in them.
+
+    Args:
+        optimizer: The classifier's optimiser (its learning rate, and for
+            rule="optimizer" its momentum slots).
+        rule: "sgd", a plain SGD step at the optimiser's current learning
+            rate (the official MW-Net.py); "optimizer", the step the
+            classifier's `keras.optimizers.SGD` would take, momentum,
+            Nesterov and L2 included.
+        weight_decay: The L2 the real step adds (rule="optimizer" only).
+    """
+
+    def __init__(self, optimizer, rule="sgd", weight_decay=0.0):
+        if rule not in LOOKAHEADS:
+            raise ValueError(f"lookahead must be one of "
+                             f"{', '.join(map(repr, LOOKAHEADS))}; got {rule!r}.")
+        self.optimizer = unwrapped(optimizer)
+        self.rule = rule
+        self.weight_decay = weight_decay
+
+    def __call__(self, variables, grads):
+        optimizer = self.optimizer
+        lr = optimizer.learning_rate
+        if self.rule == "sgd":
+            return [v - ops.cast(lr, v.dtype) * g
+                    for v, g in zip(variables, grads)]
+        # The Keras SGD update (velocity = mu * velocity - lr * g), with the
+        # L2 term the real step adds.
+        grads = add_l2(grads, variables, self.weight_decay, 1.0)
+        momentum = optimizer.momentum
+        looked_ahead = []
+        for v, g in zip(variables, grads):
+            lr_v = ops.cast(lr, v.dtype)
+            if momentum == 0:
+                looked_ahead.append(v - lr_v * g)
+                continue
+            velocity = optimizer.momentums[
+                keras_compat.optimizer_variable_index(optimizer, v)]
+            new_velocity = momentum * velocity - lr_v * g
+            if optimizer.nesterov:
+                looked_ahead.append(v + momentum * new_velocity - lr_v * g)
+            else:
+                looked_ahead.append(v + new_velocity)
+        return looked_ahead
+
+
+def meta_objective(forward, coefficients, lookahead, x_meta, y_meta,
+                   per_example_loss):
+    """J(c): the clean loss at the weights one lookahead step along
+    grad_w sum_i c_i l_i reaches; differentiable in `coefficients`.
+
+    Variables outside the lookahead's scope enter as they are, so a tape
+    watching only theta (or c) records nothing below the looked-ahead layers.
+    The meta batch runs in training mode from the state after the forward
+    pass (as MW-Net.py's meta model does); nothing is assigned.
+
+    Returns:
+        (meta_loss, meta_outputs): `meta_loss` is this replica's share
+        (its mean over its meta slice / num_replicas).
+    """
+    moved = forward.lookahead_variables
+    looked_ahead = dict(zip(map(id, moved), lookahead(
+        moved, forward.lookahead_gradients(coefficients))))
+    weights = [looked_ahead.get(id(v), v) for v in forward.variables]
+    meta_outputs, _ = forward.classifier.stateless_call(
+        weights, forward.state, x_meta, training=True)
+    meta_loss = ops.mean(per_example_loss(y_meta, meta_outputs)) / num_replicas()
+    return meta_loss, meta_outputs
+
+
+def meta_gradients(forward, weighting_net, lookahead, x_meta, y_meta,
+                   per_example_loss, normalization="mean", loss_scale=1.0):
+    """MW-Net's step 3 gradient: d J(coefficients(V(l; theta))) / d theta.
+
+    Args:
+        loss_scale: Multiplies J before differentiating (the meta
+            optimiser's loss scale, which its `apply` divides out).
+
+    Returns:
+        (grads aligned with `weighting_net.trainable_variables`, meta_loss,
+        meta_outputs).
+    """
+    theta = weighting_net.trainable_variables
+    with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
+        meta_tape.watch([v.value for v in theta])
+        weights = weighting_net(ops.stop_gradient(forward.losses))
+        meta_loss, meta_outputs = meta_objective(
+            forward, loss_coefficients(weights, normalization), lookahead,
+            x_meta, y_meta, per_example_loss)
+        target = meta_loss * ops.cast(loss_scale, meta_loss.dtype)
+    return meta_tape.gradient(target, theta), meta_loss, meta_outputs
+
+
+def l2rw_weights(forward, lookahead, x_meta, y_meta, per_example_loss):
+    """Learning-to-Reweight's raw weights max(-d J / d c_i, 0) at c = 0.
+
+    Normalised to sum 1 by `loss_coefficients(..., "sum")`, so the loss
+    scale under which J is differentiated cancels.
+
+    Returns:
+        (weights, meta_loss, meta_outputs); the weights carry no gradient.
+    """
+    epsilon = ops.zeros_like(forward.losses)
+    with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
+        meta_tape.watch(epsilon)
+        meta_loss, meta_outputs = meta_objective(
+            forward, epsilon, lookahead, x_meta, y_meta, per_example_loss)
+        scaled = meta_loss * ops.cast(forward.loss_scale, meta_loss.dtype)
+    raw = ops.maximum(-meta_tape.gradient(scaled, epsilon), 0.0)
+    return ops.stop_gradient(raw), meta_loss, meta_outputs
