@@ -95,6 +95,11 @@ VARIANTS = {
                        "--meta_lr=0.01"],
     "mwnet_k10_lr3": ["--method=mwnet", "--meta_interval=10",
                       "--meta_lr=0.003"],
+    # flags/fast.cfg with no meta step in the first 500 steps (5 epochs):
+    # V starts to learn once the loss tells corrupted labels from hard clean
+    # ones, instead of first learning to rise.
+    "mwnet_k10_lr3_w500": ["--method=mwnet", "--meta_interval=10",
+                           "--meta_lr=0.003", "--meta_warmup_steps=500"],
     # CE at MW-Net's effective learning rate: with the mean normalisation
     # the weighted loss's gradient is scaled by the mean weight, so MW-Net
     # also trains at a lower learning rate than CE. MATCHED_LR removes that.
@@ -337,7 +342,7 @@ def comparison(records):
 STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
              "mwnet": 3.32, "mwnet_block": 1.41, "mwnet_k5": 1.57,
              "mwnet_k10": 1.43, "mwnet_k20": 1.09, "mwnet_k10_lr10": 1.43,
-             "mwnet_k10_lr3": 1.43}
+             "mwnet_k10_lr3": 1.43, "mwnet_k10_lr3_w500": 1.43}
 
 
 def v_shape(record):

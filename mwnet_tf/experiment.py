@@ -71,4 +71,6 @@ def build_model(config, num_classes, image_shape):
         lookahead=config["lookahead"],
         weight_normalization=config["weight_normalization"],
         meta_interval=config["meta_interval"],
+        # .get: work directories written before the flag existed lack it.
+        meta_warmup_steps=config.get("meta_warmup_steps", 0),
         meta_scope=parse_meta_scope(config["meta_scope"]))

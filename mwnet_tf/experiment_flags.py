@@ -24,7 +24,7 @@ FLAG_GROUPS = (
     ("Model", ("model", "dropout_rate", "pretrained_weights")),
     ("Method and meta-learning", (
         "method", "lookahead", "weight_normalization", "meta_interval",
-        "meta_scope", "vnet_hidden", "weighting_net")),
+        "meta_warmup_steps", "meta_scope", "vnet_hidden", "weighting_net")),
     ("Optimisation", (
         "epochs", "lr", "lr_decay_epochs", "lr_decay", "momentum", "nesterov",
         "weight_decay", "meta_lr", "meta_weight_decay")),
@@ -111,6 +111,10 @@ def define_flags():
     flags.DEFINE_integer("meta_interval", 1, "Meta update every k steps "
                          "(the other steps reuse the current V; README: "
                          "the measured frontier).", lower_bound=1)
+    flags.DEFINE_integer("meta_warmup_steps", 0, "No meta step in the "
+                         "first N steps (mwnet trains with V as it starts, "
+                         "l2rw with weights 1): V learns to fall with the "
+                         "loss sooner (README: quickstart).", lower_bound=0)
     flags.DEFINE_string("meta_scope", "all", "Classifier layers the "
                         "lookahead moves: all (exact MW-Net), head (the "
                         "logits layer), an integer k (the last k layers "
@@ -174,11 +178,14 @@ def define_flags():
         lambda f: not f["weighting_net"] or f["method"] in ("mwnet", "fixed"),
         message="--weighting_net is for --method=fixed or --method=mwnet.")
     flags.register_multi_flags_validator(
-        ["meta_interval", "steps_per_execution", "distribute"],
-        lambda f: (f["meta_interval"] == 1 or f["steps_per_execution"] == 1
+        ["meta_interval", "meta_warmup_steps", "steps_per_execution",
+         "distribute"],
+        lambda f: ((f["meta_interval"] == 1 and f["meta_warmup_steps"] == 0)
+                   or f["steps_per_execution"] == 1
                    or f["distribute"] == "none"),
-        message="--meta_interval > 1 with --distribute needs "
-        "--steps_per_execution=1 (the meta step is chosen between calls).")
+        message="--meta_interval > 1 or --meta_warmup_steps with --distribute "
+        "needs --steps_per_execution=1 (the kind of step is chosen between "
+        "calls).")
     flags.register_multi_flags_validator(
         ["model", "pretrained_weights"],
         lambda f: f["pretrained_weights"] is None or f["model"] == "resnet50",

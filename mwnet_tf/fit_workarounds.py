@@ -5,12 +5,12 @@ Everything here can be deleted when the library it works around changes;
 each piece says what would have to change. The trainer's mathematics does
 not depend on any of it.
 
-- The meta step every `meta_interval`-th step (`MetaStepSchedule`): a
-  conditional meta step inside the graph puts the meta optimiser's
-  cross-replica merge inside `tf.cond`, which tf.distribute does not
-  support, so under a multi-replica strategy the train function is traced
-  twice (with and without the meta step) and one is chosen on the host
-  before each call. On one device it is done so too whenever each call runs
+- The meta step every `meta_interval`-th step, and a warm-up without
+  meta steps: a conditional meta step inside the graph puts the meta
+  optimiser's cross-replica merge inside `tf.cond`, which tf.distribute does
+  not support, so under a multi-replica strategy the train function is
+  traced once per kind of step (warm-up, with and without the meta step)
+  and one is chosen on the host before each call. On one device it is done so too whenever each call runs
   one step: a step without the meta step is then a plain fixed-V step,
   where inside `tf.cond` it cost about a third more (BENCHMARKS.md, "Fast
   MW-Net"). Several steps per call keep `tf.cond`.
@@ -31,60 +31,93 @@ from mwnet_tf import distribute as distribute_lib
 class FitWorkarounds(keras.Model):
     """A mixin for `keras.Model` subclasses whose step may take a meta step.
 
-    The subclass sets `meta_interval` (int) and implements
-    `_takes_meta_steps()` (whether the method has a meta step at all); its
-    `train_step` calls `_run_meta_step_when_due(meta_step)` and passes its
-    logs through `_logs_for_keras`.
+    The subclass sets `meta_interval` and `meta_warmup_steps` (ints) and
+    implements `_takes_meta_steps()` (whether the method has a meta step at
+    all); its `train_step` calls `_run_meta_step_when_due(meta_step)` and
+    `_unless_warming_up(weighted, unweighted)`, and passes its logs through
+    `_logs_for_keras`.
+
+    Steps are of three kinds, by the step counter s and warm-up W: "warmup"
+    (s < W: no meta step), "meta" ((s - W) a multiple of `meta_interval`,
+    for methods with meta steps) and "plain" (the others).
     """
 
-    # Set per call when the host chooses the kind of step.
-    _with_meta_step = True
+    meta_interval = 1
+    meta_warmup_steps = 0
+    # The kind of the step about to run, set per call when the host chooses.
+    _step_kind = "meta"
 
     def _takes_meta_steps(self):
         raise NotImplementedError
 
-    def _meta_step_chosen_on_host(self):
-        """Whether the steps with and without a meta step are two traced
-        functions, chosen before each call (see the module docstring)."""
-        if not (self._takes_meta_steps() and self.meta_interval > 1):
-            return False
-        return (self.distribute_strategy.num_replicas_in_sync > 1
-                or self.steps_per_execution == 1)
+    def _kind_of_step(self, step):
+        """The kind of step number `step` (a Python int)."""
+        if step < self.meta_warmup_steps:
+            return "warmup"
+        if (self._takes_meta_steps()
+                and (step - self.meta_warmup_steps) % self.meta_interval == 0):
+            return "meta"
+        return "plain"
+
+    def _steps_differ(self):
+        """Whether the steps of a run are of more than one kind."""
+        return (self.meta_warmup_steps > 0
+                or (self._takes_meta_steps() and self.meta_interval > 1))
+
+    def _kind_chosen_on_host(self):
+        """Whether each kind of step is its own traced function, chosen
+        before each call (see the module docstring)."""
+        return self._steps_differ() and (
+            self.distribute_strategy.num_replicas_in_sync > 1
+            or self.steps_per_execution == 1)
 
     def _run_meta_step_when_due(self, meta_step):
-        """Calls `meta_step()` on every `meta_interval`-th step: always when
-        the interval is 1, by the host's choice when the two kinds of step
-        are two functions, else under `tf.cond` on the step counter."""
-        if self.meta_interval == 1:
+        """Calls `meta_step()` on the steps of kind "meta": always when every
+        step is one, by the host's choice when the kinds are separate
+        functions, else under `tf.cond` on the step counter."""
+        if not self._steps_differ():
             meta_step()
-        elif self._meta_step_chosen_on_host():
-            if self._with_meta_step:  # A Python bool, fixed at trace time.
+        elif self._kind_chosen_on_host():
+            if self._step_kind == "meta":  # A Python str, fixed at trace time.
                 meta_step()
         else:
             def due():
                 meta_step()
                 return ops.ones((), "bool")
 
-            tf.cond(ops.equal(self.optimizer.iterations % self.meta_interval,
-                              0), due, lambda: ops.zeros((), "bool"))
+            step = self.optimizer.iterations
+            is_due = ops.logical_and(
+                ops.greater_equal(step, self.meta_warmup_steps),
+                ops.equal((step - self.meta_warmup_steps)
+                          % self.meta_interval, 0))
+            tf.cond(is_due, due, lambda: ops.zeros((), "bool"))
+
+    def _unless_warming_up(self, weighted, unweighted):
+        """`weighted()` after the warm-up, `unweighted()` during it."""
+        if self.meta_warmup_steps == 0:
+            return weighted()
+        if self._kind_chosen_on_host():
+            return unweighted() if self._step_kind == "warmup" else weighted()
+        return tf.cond(ops.less(self.optimizer.iterations,
+                                self.meta_warmup_steps), unweighted, weighted)
 
     def make_train_function(self, force=False):
-        if not self._meta_step_chosen_on_host():
+        if not self._kind_chosen_on_host():
             return super().make_train_function(force)
         if self.train_function is not None and not force:
             return self.train_function
         functions = {}
-        for with_meta_step in (True, False):
+        for kind in ("warmup", "meta", "plain"):
             super().make_train_function(force=True)
-            functions[with_meta_step] = self.train_function
+            functions[kind] = self.train_function
 
         def train_function(iterator):
             # Read on the host, before the step: the step about to run is
             # iteration `iterations`, as in the single-replica tf.cond.
-            step = int(self.optimizer.iterations.numpy())
-            self._with_meta_step = step % self.meta_interval == 0
-            # Each function traces (once) with the flag it is called with.
-            return functions[self._with_meta_step](iterator)
+            self._step_kind = self._kind_of_step(
+                int(self.optimizer.iterations.numpy()))
+            # Each function traces (once) with the kind it is called with.
+            return functions[self._step_kind](iterator)
 
         self.train_function = train_function
         return self.train_function

@@ -91,6 +91,13 @@ class MetaWeightNet(FitWorkarounds):
             the other steps reuse the current V. With several replicas the
             two kinds of step are two traced functions, chosen on the host
             before each call, so `steps_per_execution` must be 1.
+        meta_warmup_steps: Take no meta step in the first this many steps:
+            "mwnet" trains the classifier with V as it starts (initialised
+            or loaded), "l2rw" with weights of 1. V learns to fall with the
+            loss only once the loss tells corrupted labels from hard clean
+            ones; meta steps before that teach it to rise, which later meta
+            steps must undo (BENCHMARKS.md, "Quickstart"). Under several
+            replicas as `meta_interval`.
         meta_scope: Which classifier variables the lookahead moves. "all"
             (default) is the exact algorithm. "head" (the last layer that
             owns weights), an integer k (the last k such layers, see
@@ -107,7 +114,7 @@ class MetaWeightNet(FitWorkarounds):
     def __init__(self, classifier, weighting_net=None, method="mwnet",
                  lookahead="sgd", weight_normalization="mean",
                  meta_interval=1, meta_scope="all", from_logits=True,
-                 **kwargs):
+                 meta_warmup_steps=0, **kwargs):
         super().__init__(**kwargs)
         _check_choice("method", method, METHODS)
         _check_choice("lookahead", lookahead, LOOKAHEADS)
@@ -116,6 +123,9 @@ class MetaWeightNet(FitWorkarounds):
         if int(meta_interval) != meta_interval or meta_interval < 1:
             raise ValueError(
                 f"meta_interval must be a positive integer; got {meta_interval!r}.")
+        if int(meta_warmup_steps) != meta_warmup_steps or meta_warmup_steps < 0:
+            raise ValueError("meta_warmup_steps must be a non-negative integer; "
+                             f"got {meta_warmup_steps!r}.")
         if not classifier.built:
             raise ValueError(
                 "The classifier must be built before it is wrapped: give it an "
@@ -137,6 +147,7 @@ class MetaWeightNet(FitWorkarounds):
         self.lookahead = lookahead
         self.weight_normalization = weight_normalization
         self.meta_interval = int(meta_interval)
+        self.meta_warmup_steps = int(meta_warmup_steps)
         self.from_logits = from_logits
         # Losses and weights live in the weighting net's dtype (float32 unless
         # asked otherwise), never in a bfloat16 compute dtype.
@@ -207,13 +218,14 @@ class MetaWeightNet(FitWorkarounds):
                                               "count_meta_steps_of"):
             # Saved with V: how many meta steps trained it.
             self.weighting_net.count_meta_steps_of(meta_optimizer)
-        if (self.method == "mwnet" and self.meta_interval > 1
+        if (self._steps_differ()
                 and self.distribute_strategy.num_replicas_in_sync > 1
                 and self.steps_per_execution != 1):
             raise ValueError(
-                "meta_interval > 1 under a multi-replica strategy chooses the "
-                "meta step between calls of the train function, so it needs "
-                f"steps_per_execution=1; got {self.steps_per_execution}.")
+                "meta_interval > 1 or meta_warmup_steps > 0 under a "
+                "multi-replica strategy chooses the kind of step between calls "
+                "of the train function, so it needs steps_per_execution=1; got "
+                f"{self.steps_per_execution}.")
         self.weight_decay = float(weight_decay)
         self.meta_weight_decay = float(meta_weight_decay)
         # Build now, outside any tf.function, so that the slots exist for the
@@ -270,7 +282,7 @@ class MetaWeightNet(FitWorkarounds):
             self._run_meta_step_when_due(
                 lambda: self._meta_step(forward, x_meta, y_meta))
         # The real step's weights: V(l_i; theta) after the meta step; L2RW's
-        # from its own lookahead; 1 for CE.
+        # from its own lookahead (1 during the warm-up); 1 for CE.
         weights = self._example_weights(forward, x_meta, y_meta)
         # 4. The classifier step on the weighted loss.
         coefficients = mg.loss_coefficients(weights, self._normalization)
@@ -333,13 +345,17 @@ class MetaWeightNet(FitWorkarounds):
         if self.method == "ce":
             return ops.ones_like(forward.losses)
         if self.method == "l2rw":
-            weights, meta_loss, meta_outputs = mg.l2rw_weights(
-                forward, self._lookahead, x_meta, y_meta,
-                self._per_example_loss)
-            self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
-            return weights
+            return self._unless_warming_up(
+                lambda: self._l2rw_weights(forward, x_meta, y_meta),
+                lambda: ops.ones_like(forward.losses))
         return ops.stop_gradient(
             self.weighting_net(ops.stop_gradient(forward.losses)))
+
+    def _l2rw_weights(self, forward, x_meta, y_meta):
+        weights, meta_loss, meta_outputs = mg.l2rw_weights(
+            forward, self._lookahead, x_meta, y_meta, self._per_example_loss)
+        self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
+        return weights
 
     def _classifier_step(self, forward, coefficients):
         """Step 4: the backward pass of step 1 with the final weights."""
@@ -450,6 +466,7 @@ class MetaWeightNet(FitWorkarounds):
             "lookahead": self.lookahead,
             "weight_normalization": self.weight_normalization,
             "meta_interval": self.meta_interval,
+            "meta_warmup_steps": self.meta_warmup_steps,
             "meta_scope": self.meta_scope,
             "from_logits": self.from_logits,
         }

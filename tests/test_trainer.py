@@ -27,13 +27,13 @@ def _reference_meta_loss(model, x, y, x_meta, y_meta, moved_layers=None):
 
 def _compiled(lookahead="sgd", weight_normalization="mean", dtype="float32",
               method="mwnet", batch_norm=True, seed=0, meta_scope="all",
-              meta_interval=1, **compile_kwargs):
+              meta_interval=1, meta_warmup_steps=0, **compile_kwargs):
     model = mwnet_tf.MetaWeightNet(
         _classifier(dtype, batch_norm, seed),
         mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=seed, dtype=dtype),
         method=method, lookahead=lookahead,
         weight_normalization=weight_normalization, meta_scope=meta_scope,
-        meta_interval=meta_interval)
+        meta_interval=meta_interval, meta_warmup_steps=meta_warmup_steps)
     compile_kwargs.setdefault(
         "optimizer", keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True))
     model.compile(**compile_kwargs)
@@ -515,14 +515,55 @@ def test_meta_interval_chosen_on_the_host_equals_tf_cond_on_one_device():
     x, y, x_meta, y_meta = _batches(22, n=16, n_meta=8)
     data = ((x, y), (x_meta, y_meta))
     on_host = _compiled(meta_interval=3)
-    assert on_host._meta_step_chosen_on_host()
+    assert on_host._kind_chosen_on_host()
     in_graph = _compiled(meta_interval=3, steps_per_execution=2)
-    assert not in_graph._meta_step_chosen_on_host()
+    assert not in_graph._kind_chosen_on_host()
     _train(on_host, data, 6)
     _train(in_graph, data, 6)
     assert int(on_host.meta_optimizer.iterations) == 2
     assert int(in_graph.meta_optimizer.iterations) == 2
     assert _max_difference(on_host, in_graph) < 1e-5
+
+
+@pytest.mark.parametrize("method,like", [("mwnet", "fixed"), ("l2rw", "ce")])
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_warmup_steps_take_no_meta_step(method, like, steps_per_execution):
+    """The first meta_warmup_steps train as a fixed V at its start (MW-Net)
+    or as CE (L2RW); the meta steps start after them, counted from there."""
+    x, y, x_meta, y_meta = _batches(23, n=16, n_meta=8)
+    data = ((x, y), (x_meta, y_meta))
+    warm = _compiled(method=method, meta_warmup_steps=2, meta_interval=2,
+                     steps_per_execution=steps_per_execution)
+    assert warm._kind_chosen_on_host() == (steps_per_execution == 1)
+    reference = mwnet_tf.MetaWeightNet(
+        _classifier(), mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0),
+        method=like)
+    reference.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9,
+                                                     nesterov=True))
+    theta = [v.numpy() for v in warm.weighting_net.variables]
+    _train(warm, data, 2)
+    _train(reference, data, 2)
+    assert _max_difference(warm.classifier, reference.classifier) < 1e-6
+    for before, variable in zip(theta, warm.weighting_net.variables):
+        np.testing.assert_array_equal(before, variable.numpy())
+    _train(warm, data, 4)  # Steps 2-5: meta steps at 2 and 4.
+    _train(reference, data, 4)
+    assert _max_difference(warm.classifier, reference.classifier) > 1e-5
+    if method == "mwnet":
+        assert int(warm.meta_optimizer.iterations) == 2
+
+
+def test_warmup_on_two_replicas_matches_one_device(two_replica_strategy):
+    x, y, x_meta, y_meta = _batches(24, n=16, n_meta=8)
+    data = ((x, y), (x_meta, y_meta))
+    single = _compiled(batch_norm=False, meta_warmup_steps=2,
+                       steps_per_execution=2)  # tf.cond in the graph.
+    _train(single, data, 4)
+    with two_replica_strategy.scope():
+        mirrored = _compiled(batch_norm=False, meta_warmup_steps=2)
+    _train(mirrored, data, 4)
+    assert int(mirrored.meta_optimizer.iterations.numpy()) == 2
+    assert _max_difference(single, mirrored) < 1e-5
 
 
 def test_meta_interval_on_two_replicas_needs_one_step_per_execution(
