@@ -12,6 +12,7 @@ from mwnet_tf.data import DATASETS, NOISE_TYPES
 from mwnet_tf.distribute import STRATEGIES
 from mwnet_tf.layer_scope import parse_meta_scope
 from mwnet_tf.trainer import LOOKAHEADS, METHODS, WEIGHT_NORMALIZATIONS
+from mwnet_tf.trainer import step_kinds_differ
 
 # How `python -m mwnet_tf.main --help` lists the flags below, in this order.
 # Every flag is in exactly one group (tests/test_cli.py): add a new flag here.
@@ -112,9 +113,11 @@ def define_flags():
                          "(the other steps reuse the current V; README: "
                          "the measured frontier).", lower_bound=1)
     flags.DEFINE_integer("meta_warmup_steps", 0, "No meta step in the "
-                         "first N steps (mwnet trains with V as it starts, "
-                         "l2rw with weights 1): V learns to fall with the "
-                         "loss sooner (README: quickstart).", lower_bound=0)
+                         "first N steps: mwnet trains with V as it starts "
+                         "(or as --weighting_net gives it), l2rw with "
+                         "weights 1; the meta interval counts from step N. "
+                         "Measured: BENCHMARKS.md, Quickstart.",
+                         lower_bound=0)
     flags.DEFINE_string("meta_scope", "all", "Classifier layers the "
                         "lookahead moves: all (exact MW-Net), head (the "
                         "logits layer), an integer k (the last k layers "
@@ -178,9 +181,10 @@ def define_flags():
         lambda f: not f["weighting_net"] or f["method"] in ("mwnet", "fixed"),
         message="--weighting_net is for --method=fixed or --method=mwnet.")
     flags.register_multi_flags_validator(
-        ["meta_interval", "meta_warmup_steps", "steps_per_execution",
-         "distribute"],
-        lambda f: ((f["meta_interval"] == 1 and f["meta_warmup_steps"] == 0)
+        ["method", "meta_interval", "meta_warmup_steps",
+         "steps_per_execution", "distribute"],
+        lambda f: (not step_kinds_differ(f["method"], f["meta_interval"],
+                                         f["meta_warmup_steps"])
                    or f["steps_per_execution"] == 1
                    or f["distribute"] == "none"),
         message="--meta_interval > 1 or --meta_warmup_steps with --distribute "

@@ -1,16 +1,17 @@
 """How `MetaWeightNet` fits into `keras.Model.fit`, where Keras or
 tf.distribute do not let the training step say it plainly.
 
-Everything here can be deleted when the library it works around changes;
-each piece says what would have to change. The trainer's mathematics does
-not depend on any of it.
+Each piece here can be deleted when the library it works around changes;
+each says what would have to change. Which steps take the meta step (or
+warm up) is the trainer's to say (`MetaWeightNet._meta_step_at`,
+`_warming_up_at`); this module only decides how a step learns which it is.
 
-- The meta step every `meta_interval`-th step, and a warm-up without
-  meta steps: a conditional meta step inside the graph puts the meta
-  optimiser's cross-replica merge inside `tf.cond`, which tf.distribute does
-  not support, so under a multi-replica strategy the train function is
-  traced once per kind of step (warm-up, with and without the meta step)
-  and one is chosen on the host before each call. On one device it is done so too whenever each call runs
+- Steps that are not all alike (the meta step every `meta_interval`-th
+  step, a warm-up without meta steps): a conditional meta step inside the
+  graph puts the meta optimiser's cross-replica merge inside `tf.cond`,
+  which tf.distribute does not support, so under a multi-replica strategy
+  the train function is traced once per kind of step and one is chosen on
+  the host before each call. On one device it is done so too whenever each call runs
   one step: a step without the meta step is then a plain fixed-V step,
   where inside `tf.cond` it cost about a third more (BENCHMARKS.md, "Fast
   MW-Net"). Several steps per call keep `tf.cond`.
@@ -21,6 +22,8 @@ not depend on any of it.
   about.
 """
 
+import itertools
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -29,40 +32,46 @@ from mwnet_tf import distribute as distribute_lib
 
 
 class FitWorkarounds(keras.Model):
-    """A mixin for `keras.Model` subclasses whose step may take a meta step.
+    """A mixin for `keras.Model` subclasses whose steps are not all alike.
 
-    The subclass sets `meta_interval` and `meta_warmup_steps` (ints) and
-    implements `_takes_meta_steps()` (whether the method has a meta step at
-    all); its `train_step` calls `_run_meta_step_when_due(meta_step)` and
-    `_unless_warming_up(weighted, unweighted)`, and passes its logs through
+    The subclass says which steps are which, as functions of the step
+    number (a Python int on the host, a tensor in the graph):
+    `_meta_step_at(step)` (takes the meta step; only asked when
+    `_takes_meta_steps()`), `_warming_up_at(step)` (trains with weights of
+    1; only asked when `_warms_up_unweighted()`) and `_steps_differ()`
+    (whether any two steps of the run differ). This class decides how: two
+    or more traced functions chosen on the host, or `tf.cond` in the graph.
+    Its `train_step` calls `_run_meta_step_when_due(meta_step)` and
+    `_unless_warming_up(weighted, unweighted)` and passes its logs through
     `_logs_for_keras`.
-
-    Steps are of three kinds, by the step counter s and warm-up W: "warmup"
-    (s < W: no meta step), "meta" ((s - W) a multiple of `meta_interval`,
-    for methods with meta steps) and "plain" (the others).
     """
 
-    meta_interval = 1
-    meta_warmup_steps = 0
-    # The kind of the step about to run, set per call when the host chooses.
-    _step_kind = "meta"
+    # What the step about to run is, (meta step?, warming up?), set before
+    # each call when the host chooses; each traced function keeps the value
+    # it was traced with.
+    _step_kind = (True, False)
 
     def _takes_meta_steps(self):
         raise NotImplementedError
 
-    def _kind_of_step(self, step):
-        """The kind of step number `step` (a Python int)."""
-        if step < self.meta_warmup_steps:
-            return "warmup"
-        if (self._takes_meta_steps()
-                and (step - self.meta_warmup_steps) % self.meta_interval == 0):
-            return "meta"
-        return "plain"
+    def _warms_up_unweighted(self):
+        raise NotImplementedError
 
     def _steps_differ(self):
-        """Whether the steps of a run are of more than one kind."""
-        return (self.meta_warmup_steps > 0
-                or (self._takes_meta_steps() and self.meta_interval > 1))
+        raise NotImplementedError
+
+    def _meta_step_at(self, step):
+        raise NotImplementedError
+
+    def _warming_up_at(self, step):
+        raise NotImplementedError
+
+    def _kind_of_step(self, step):
+        """What step number `step` (a Python int) does, as a hashable key
+        whose values are the traced functions that differ."""
+        return (self._takes_meta_steps() and bool(self._meta_step_at(step)),
+                self._warms_up_unweighted()
+                and bool(self._warming_up_at(step)))
 
     def _kind_chosen_on_host(self):
         """Whether each kind of step is its own traced function, chosen
@@ -71,43 +80,45 @@ class FitWorkarounds(keras.Model):
             self.distribute_strategy.num_replicas_in_sync > 1
             or self.steps_per_execution == 1)
 
+    def _step_number(self):
+        # The step about to run is iteration `iterations` (read in the step).
+        return ops.convert_to_tensor(self.optimizer.iterations)
+
     def _run_meta_step_when_due(self, meta_step):
-        """Calls `meta_step()` on the steps of kind "meta": always when every
-        step is one, by the host's choice when the kinds are separate
+        """Calls `meta_step()` on the steps that take it: always when all
+        steps do, by the host's choice when the kinds are separate
         functions, else under `tf.cond` on the step counter."""
         if not self._steps_differ():
             meta_step()
         elif self._kind_chosen_on_host():
-            if self._step_kind == "meta":  # A Python str, fixed at trace time.
+            if self._step_kind[0]:  # A Python bool, fixed at trace time.
                 meta_step()
         else:
             def due():
                 meta_step()
                 return ops.ones((), "bool")
 
-            step = self.optimizer.iterations
-            is_due = ops.logical_and(
-                ops.greater_equal(step, self.meta_warmup_steps),
-                ops.equal((step - self.meta_warmup_steps)
-                          % self.meta_interval, 0))
-            tf.cond(is_due, due, lambda: ops.zeros((), "bool"))
+            tf.cond(self._meta_step_at(self._step_number()), due,
+                    lambda: ops.zeros((), "bool"))
 
     def _unless_warming_up(self, weighted, unweighted):
-        """`weighted()` after the warm-up, `unweighted()` during it."""
-        if self.meta_warmup_steps == 0:
+        """`unweighted()` on the warm-up's steps, `weighted()` on the others."""
+        if not (self._steps_differ() and self._warms_up_unweighted()):
             return weighted()
         if self._kind_chosen_on_host():
-            return unweighted() if self._step_kind == "warmup" else weighted()
-        return tf.cond(ops.less(self.optimizer.iterations,
-                                self.meta_warmup_steps), unweighted, weighted)
+            return unweighted() if self._step_kind[1] else weighted()
+        return tf.cond(self._warming_up_at(self._step_number()), unweighted,
+                       weighted)
 
     def make_train_function(self, force=False):
         if not self._kind_chosen_on_host():
             return super().make_train_function(force)
         if self.train_function is not None and not force:
             return self.train_function
+        # One tf.function per kind; each traces only if a step of its kind
+        # runs, with the kind it is called with.
         functions = {}
-        for kind in ("warmup", "meta", "plain"):
+        for kind in itertools.product((True, False), repeat=2):
             super().make_train_function(force=True)
             functions[kind] = self.train_function
 
@@ -116,7 +127,6 @@ class FitWorkarounds(keras.Model):
             # iteration `iterations`, as in the single-replica tf.cond.
             self._step_kind = self._kind_of_step(
                 int(self.optimizer.iterations.numpy()))
-            # Each function traces (once) with the kind it is called with.
             return functions[self._step_kind](iterator)
 
         self.train_function = train_function

@@ -18,11 +18,13 @@ take over the global batch are all-reduced (`sum_over_replicas`) and losses
 are this replica's share (divided by the number of replicas), so N
 replicas compute what one device would.
 
-Loss scaling (mixed_float16) has one home, `Forward`: gradients of the
-weighted loss are taken at the classifier optimiser's loss scale, so that
-float16 gradients do not underflow, and are unscaled where the mathematics
-needs the true gradient (the lookahead); the real step hands them to the
+Loss scaling (mixed_float16): `Forward` takes every gradient of the
+weighted loss at the classifier optimiser's loss scale, so that float16
+gradients do not underflow, and unscales it where the mathematics needs the
+true gradient (the lookahead); the real step hands its gradients to the
 optimiser scaled, as Keras's own step does, and the optimiser unscales.
+The meta-gradient is taken at the meta optimiser's scale (`meta_gradients`'
+`loss_scale`), which that optimiser's `apply` divides out.
 """
 
 import contextlib

@@ -39,6 +39,14 @@ METHODS = ("mwnet", "l2rw", "ce", "fixed")
 META_SCOPES = layer_scope.META_SCOPES
 
 
+def step_kinds_differ(method, meta_interval, meta_warmup_steps):
+    """Whether a run's steps are not all alike (then, with several
+    replicas, the kind of each step is chosen between calls of the train
+    function, which needs steps_per_execution=1)."""
+    return ((method == "mwnet" and meta_interval > 1)
+            or (method in ("mwnet", "l2rw") and meta_warmup_steps > 0))
+
+
 def _check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(
@@ -87,17 +95,18 @@ class MetaWeightNet(FitWorkarounds):
             momentum, Nesterov and L2 included (as later implementations do).
         weight_normalization: "mean" uses mean_i(v_i * l_i) (MW-Net.py);
             "sum" uses sum_i(v_i * l_i) / sum_i(v_i) (the paper's appendix).
-        meta_interval: Update theta every this many steps (1 = every step);
-            the other steps reuse the current V. With several replicas the
-            two kinds of step are two traced functions, chosen on the host
-            before each call, so `steps_per_execution` must be 1.
+        meta_interval: Update theta every this many steps (1 = every step),
+            counted from the end of the warm-up; the other steps reuse the
+            current V. With several replicas each kind of step is its own
+            traced function, chosen on the host before each call, so
+            `steps_per_execution` must be 1.
         meta_warmup_steps: Take no meta step in the first this many steps:
             "mwnet" trains the classifier with V as it starts (initialised
             or loaded), "l2rw" with weights of 1. V learns to fall with the
             loss only once the loss tells corrupted labels from hard clean
             ones; meta steps before that teach it to rise, which later meta
-            steps must undo (BENCHMARKS.md, "Quickstart"). Under several
-            replicas as `meta_interval`.
+            steps must undo. The meta metrics read NaN in an epoch with no
+            meta step. Under several replicas as `meta_interval`.
         meta_scope: Which classifier variables the lookahead moves. "all"
             (default) is the exact algorithm. "head" (the last layer that
             owns weights), an integer k (the last k such layers, see
@@ -290,8 +299,26 @@ class MetaWeightNet(FitWorkarounds):
         return self._update_metrics(forward, y, coefficients, weights,
                                     corrupted)
 
+    # Which step is which (FitWorkarounds decides how a step learns it). A
+    # step number is an int on the host, a tensor in the graph.
+
     def _takes_meta_steps(self):
         return self.method == "mwnet"
+
+    def _warms_up_unweighted(self):
+        return self.method == "l2rw"
+
+    def _steps_differ(self):
+        return step_kinds_differ(self.method, self.meta_interval,
+                                 self.meta_warmup_steps)
+
+    def _meta_step_at(self, step):
+        # The interval counts from the end of the warm-up.
+        return ((step >= self.meta_warmup_steps)
+                & ((step - self.meta_warmup_steps) % self.meta_interval == 0))
+
+    def _warming_up_at(self, step):
+        return step < self.meta_warmup_steps
 
     @property
     def _normalization(self):
@@ -395,8 +422,13 @@ class MetaWeightNet(FitWorkarounds):
             logs += ["clean_weight", "corrupted_weight"]
         if self.method in ("mwnet", "l2rw"):
             logs += ["meta_loss", "meta_accuracy"]
-        return self._logs_for_keras(
-            {m.name: m.result() for m in self.metrics if m.name in logs})
+        results = {m.name: m.result() for m in self.metrics if m.name in logs}
+        for tracker in (self.meta_loss_tracker, self.meta_accuracy_tracker):
+            if tracker.name in results:
+                # No meta step yet this epoch (the warm-up): unknown, not 0.
+                results[tracker.name] = ops.where(
+                    tracker.count > 0, results[tracker.name], float("nan"))
+        return self._logs_for_keras(results)
 
     def _record_meta_metrics(self, meta_loss, y_meta, meta_outputs):
         self.meta_loss_tracker.update_state(meta_loss * mg.num_replicas())

@@ -338,6 +338,8 @@ def test_bad_arguments_are_rejected_with_clear_messages():
         mwnet_tf.MetaWeightNet(_classifier(), method="mentornet")
     with pytest.raises(ValueError, match="meta_interval"):
         mwnet_tf.MetaWeightNet(_classifier(), meta_interval=0)
+    with pytest.raises(ValueError, match="meta_warmup_steps"):
+        mwnet_tf.MetaWeightNet(_classifier(), meta_warmup_steps=-1)
     with pytest.raises(ValueError, match="must be built"):
         mwnet_tf.MetaWeightNet(keras.Sequential([keras.layers.Dense(2)]))
     with pytest.raises(ValueError, match="keras.optimizers.SGD"):
@@ -446,9 +448,10 @@ def test_mixed_float16_step_matches_the_float32_step(method):
 
 
 def test_save_and_load_round_trip(tmp_path):
-    model = _compiled(meta_scope=["norm", "logits"])
+    model = _compiled(meta_scope=["norm", "logits"], meta_interval=2,
+                      meta_warmup_steps=1)
     x, y, x_meta, y_meta = _batches(13)
-    _train(model, ((x, y), (x_meta, y_meta)), 2)
+    _train(model, ((x, y), (x_meta, y_meta)), 4)  # Meta steps at 1 and 3.
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -459,6 +462,7 @@ def test_save_and_load_round_trip(tmp_path):
                                model.weighting_function([0.0, 1.0, 4.0]))
     assert loaded.weight_decay == model.weight_decay
     assert loaded.meta_scope == ["norm", "logits"]
+    assert (loaded.meta_interval, loaded.meta_warmup_steps) == (2, 1)
     assert ([v.path for v in loaded.lookahead_variables]
             == [v.path for v in model.lookahead_variables])
     assert "logits" not in [layer.name for layer in loaded.layers]
@@ -473,8 +477,8 @@ def test_save_and_load_round_trip(tmp_path):
     assert model.weighting_net.meta_steps == 2
     assert net.meta_steps == 2
     assert loaded.weighting_net.meta_steps == 2
-    model.compile()
-    _train(model, ((x, y), (x_meta, y_meta)), 1)
+    model.compile()  # A new optimiser counts steps from 0: warm-up, meta.
+    _train(model, ((x, y), (x_meta, y_meta)), 2)
     assert model.weighting_net.meta_steps == 3
     # V's file holds V's weights only, not the optimiser that trained it.
     import zipfile
@@ -532,7 +536,7 @@ def test_warmup_steps_take_no_meta_step(method, like, steps_per_execution):
     or as CE (L2RW); the meta steps start after them, counted from there."""
     x, y, x_meta, y_meta = _batches(23, n=16, n_meta=8)
     data = ((x, y), (x_meta, y_meta))
-    warm = _compiled(method=method, meta_warmup_steps=2, meta_interval=2,
+    warm = _compiled(method=method, meta_warmup_steps=3, meta_interval=2,
                      steps_per_execution=steps_per_execution)
     assert warm._kind_chosen_on_host() == (steps_per_execution == 1)
     reference = mwnet_tf.MetaWeightNet(
@@ -541,14 +545,19 @@ def test_warmup_steps_take_no_meta_step(method, like, steps_per_execution):
     reference.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9,
                                                      nesterov=True))
     theta = [v.numpy() for v in warm.weighting_net.variables]
-    _train(warm, data, 2)
-    _train(reference, data, 2)
+    history = _train(warm, data, 3).history
+    _train(reference, data, 3)
     assert _max_difference(warm.classifier, reference.classifier) < 1e-6
     for before, variable in zip(theta, warm.weighting_net.variables):
         np.testing.assert_array_equal(before, variable.numpy())
-    _train(warm, data, 4)  # Steps 2-5: meta steps at 2 and 4.
-    _train(reference, data, 4)
+    # No meta step in the epoch: its meta metrics are unknown, not 0.
+    assert np.isnan(history["meta_loss"][0])
+    # Steps 3-5: meta steps at 3 and 5 (the interval counts from the end
+    # of the warm-up; counted from 0 it would be step 4 alone).
+    history = _train(warm, data, 3).history
+    _train(reference, data, 3)
     assert _max_difference(warm.classifier, reference.classifier) > 1e-5
+    assert np.isfinite(history["meta_loss"][0])
     if method == "mwnet":
         assert int(warm.meta_optimizer.iterations) == 2
 
