@@ -117,37 +117,57 @@ MATCHED_LR = {"uniform": 0.08, "flip": 0.06}
 WEIGHTING_NETS = "weighting_nets"
 DEFAULT_RESULTS = os.path.join(REPO, "bench", "results")
 NOISES = ("uniform", "flip")
+# Asymmetric noise (Patrini et al.), CMW-Net's comparison: --noises=asym
+# --noise_rates=0.4,0.6.
+ALL_NOISES = NOISES + ("asym",)
 # Paper, full schedule: (setting, model, MW-Net, CE baseline).
 PAPER = {"uniform": ("WRN-28-10", 89.27, 68.07),
          "flip": ("ResNet-32", 87.54, 70.77)}
 
 
-def result_path(results_dir, protocol, noise, variant, seed):
+def percent(rate):
+    return round(100 * float(rate))
+
+
+def noise_rate(record):
+    """The record's noise rate (records before rates varied: 0.4)."""
+    return record.get("noise_rate", 0.4)
+
+
+def setting(record):
+    """"uniform 40%": the noise type and rate of a record."""
+    return f"{record['noise']} {percent(noise_rate(record))}%"
+
+
+def result_path(results_dir, protocol, noise, variant, seed, rate=0.4):
     prefix = "" if protocol == "reduced" else f"{protocol}_"
-    return os.path.join(results_dir,
-                        f"{prefix}{noise}40_{variant}_seed{seed}.json")
+    return os.path.join(
+        results_dir, f"{prefix}{noise}{percent(rate)}_{variant}_seed{seed}.json")
 
 
-def variant_flags(variant, noise, seed, results_dir=DEFAULT_RESULTS):
+def variant_flags(variant, noise, seed, results_dir=DEFAULT_RESULTS,
+                  rate=0.4):
     other_seed = 2 if int(seed) == 1 else 1
     weighting_nets = os.path.relpath(
         os.path.join(results_dir, WEIGHTING_NETS), REPO)
-    return [flag.format(noise=noise, other_seed=other_seed,
-                        matched_lr=MATCHED_LR[noise],
+    return [flag.format(noise=f"{noise}{percent(rate)}",
+                        other_seed=other_seed,
+                        matched_lr=MATCHED_LR.get(noise),
                         weighting_nets=weighting_nets)
             for flag in VARIANTS[variant]]
 
 
-def missing_inputs(variant, noise, seed, results_dir=DEFAULT_RESULTS):
+def missing_inputs(variant, noise, seed, results_dir=DEFAULT_RESULTS,
+                   rate=0.4):
     """Files a variant's flags name that do not exist (relative to REPO)."""
     return [flag.split("=", 1)[1]
-            for flag in variant_flags(variant, noise, seed, results_dir)
+            for flag in variant_flags(variant, noise, seed, results_dir, rate)
             if flag.startswith("--weighting_net=") and not os.path.isfile(
                 os.path.join(REPO, flag.split("=", 1)[1]))]
 
 
 def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
-            extra_flags=()):
+            extra_flags=(), rate=0.4):
     """Trains one configuration and stores its results; returns the record.
 
     `extra_flags` go last on the mwnet_tf.main command line, so they override
@@ -155,12 +175,13 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
     """
     from mwnet_tf.callbacks import read_history
 
-    name = os.path.basename(result_path("", protocol, noise, variant, seed))
+    name = os.path.basename(result_path("", protocol, noise, variant, seed,
+                                        rate))
     workdir = os.path.join(scratch, os.path.splitext(name)[0])
     flags = [*COMMON, *precision_flags(), *PROTOCOLS[protocol],
              f"--data_path={os.path.relpath(archive, REPO)}",
-             f"--noise={noise}",
-             *variant_flags(variant, noise, seed, results_dir),
+             f"--noise={noise}", f"--noise_rate={rate}",
+             *variant_flags(variant, noise, seed, results_dir, rate),
              f"--seed={seed}", *extra_flags]
     command = [sys.executable, "-m", "mwnet_tf.main", *flags,
                f"--workdir={workdir}"]
@@ -171,7 +192,8 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
         results = json.load(file)
     history = read_history(os.path.join(workdir, "history.csv"))
     record = {
-        "protocol": protocol, "noise": noise, "variant": variant,
+        "protocol": protocol, "noise": noise, "noise_rate": float(rate),
+        "variant": variant,
         "method": next(f.split("=")[1] for f in VARIANTS[variant]
                        if f.startswith("--method=")),
         "seed": seed,
@@ -198,7 +220,7 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
             "loss": losses.tolist(),
             "weight": np.asarray(net(losses)).astype(float).tolist()}
     os.makedirs(results_dir, exist_ok=True)
-    with open(result_path(results_dir, protocol, noise, variant, seed),
+    with open(result_path(results_dir, protocol, noise, variant, seed, rate),
               "w") as file:
         json.dump(record, file, indent=1)
     return record
@@ -245,7 +267,7 @@ def audit_table(records):
             continue
         d = audit["detection"]
         lines.append(
-            f"| {r['protocol']} | {r['noise']} 40% | {r['variant']} | "
+            f"| {r['protocol']} | {setting(r)} | {r['variant']} | "
             f"{r['seed']} | {d['weight']['roc_auc']:.3f} | "
             f"{d['loss']['roc_auc']:.3f} | {d['weight']['precision']:.3f} | "
             f"{d['loss']['precision']:.3f} | {d['mean_weight_clean']:.3f} / "
@@ -267,7 +289,7 @@ def _order(record):
     variants = list(VARIANTS)
     variant = record["variant"]
     return (list(PROTOCOLS).index(record["protocol"]), record["noise"],
-            variants.index(variant) if variant in variants else len(variants),
+            noise_rate(record), variants.index(variant) if variant in variants else len(variants),
             variant, record["seed"])
 
 
@@ -282,7 +304,7 @@ def table(records):
             return "-" if value is None else pattern.format(value)
 
         lines.append(
-            f"| {r['protocol']} | {r['noise']} 40% | {r['variant']} | "
+            f"| {r['protocol']} | {setting(r)} | {r['variant']} | "
             f"{r['seed']} | "
             f"{fmt(100 * res['final_test_accuracy'], '{:.2f}')} | "
             f"{fmt(100 * res['test_accuracy_at_best_meta_accuracy'], '{:.2f}')}"
@@ -307,13 +329,16 @@ def comparison(records):
     spread when the variant's worst seed beats CE's best seed, i.e. when the
     last column is positive.
     """
-    final = {(r["protocol"], r["noise"], r["variant"], r["seed"]):
+    final = {(r["protocol"], setting(r), r["variant"], r["seed"]):
              100 * r["results"]["final_test_accuracy"] for r in records}
+    rates = {setting(r): noise_rate(r) for r in records}
     lines = ["| protocol | noise | variant | minus CE, per seed | variant: "
              "mean (range) | CE: mean (range) | worst seed minus best CE "
              "seed |", "|---|---|---|---|---|---|---|"]
     groups = sorted({key[:3] for key in final if key[2] != "ce"},
-                    key=lambda g: _order({"protocol": g[0], "noise": g[1],
+                    key=lambda g: _order({"protocol": g[0],
+                                          "noise": g[1].split()[0],
+                                          "noise_rate": rates[g[1]],
                                           "variant": g[2], "seed": 0}))
     for protocol, noise, variant in groups:
         ce = {s: a for (p, n, v, s), a in final.items()
@@ -325,7 +350,7 @@ def comparison(records):
         gains = ", ".join(f"{ours[s] - ce[s]:+.2f} (seed {s})"
                           for s in sorted(ours) if s in ce) or "-"
         lines.append(
-            f"| {protocol} | {noise} 40% | {variant} | {gains} | "
+            f"| {protocol} | {noise} | {variant} | {gains} | "
             f"{_summary(list(ours.values()))} | {_summary(list(ce.values()))}"
             f" | {min(ours.values()) - max(ce.values()):+.2f} |")
     return "\n".join(lines)
@@ -374,7 +399,8 @@ def frontier(records, protocol="reduced"):
     groups = {}
     for r in records:
         if r["protocol"] == protocol:
-            groups.setdefault((r["noise"], r["variant"]), []).append(r)
+            groups.setdefault((setting(r), r["variant"]), []).append(r)
+    rates = {setting(r): noise_rate(r) for r in records}
 
     def per_seed(runs, value, pattern="{:.2f}"):
         values = [value(r) for r in runs]
@@ -387,8 +413,9 @@ def frontier(records, protocol="reduced"):
 
     for (noise, variant), runs in sorted(
             groups.items(), key=lambda item: _order(
-                {"protocol": protocol, "noise": item[0][0],
-                 "variant": item[0][1], "seed": 0})):
+                {"protocol": protocol, "noise": item[0][0].split()[0],
+                 "noise_rate": rates[item[0][0]], "variant": item[0][1],
+                 "seed": 0})):
         runs = sorted(runs, key=lambda r: r["seed"])
         res = [r["results"] for r in runs]
         final = [100 * x["final_test_accuracy"] for x in res]
@@ -398,7 +425,7 @@ def frontier(records, protocol="reduced"):
             f"{x['final_clean_weight']:.2f} vs {x['final_corrupted_weight']:.2f}"
             for x in res)
         lines.append(
-            f"| {noise} 40% | {variant} | "
+            f"| {noise} | {variant} | "
             f"{'-' if cost is None else f'{cost:.2f}'} | "
             f"{' / '.join(f'{a:.2f}' for a in final)} "
             f"({sum(final) / len(final):.2f}) | "
@@ -421,13 +448,13 @@ def figure(records, path, protocol="reduced"):
         if "weighting_function" in r:
             curve = r["weighting_function"]
             axes[0].plot(curve["loss"], curve["weight"],
-                         label=f"{r['noise']} {r['variant']} seed "
+                         label=f"{setting(r)} {r['variant']} seed "
                          f"{r['seed']}")
     axes[0].set(title="learned weighting function (MW-Net)",
                 xlabel="training loss", ylabel="weight")
     for axis, noise in zip(axes[1:], NOISES):
         for r in records:
-            if r["noise"] == noise:
+            if r["noise"] == noise and noise_rate(r) == 0.4:
                 accuracy = [100 * a for a in r["history"]["val_accuracy"]]
                 axis.plot(range(1, len(accuracy) + 1), accuracy,
                           label=f"{r['variant']} seed {r['seed']}")
@@ -445,7 +472,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="reduced",
                         choices=sorted(PROTOCOLS))
-    parser.add_argument("--noises", default=",".join(NOISES))
+    parser.add_argument("--noises", default=",".join(NOISES),
+                        help=f"comma-separated, of {', '.join(ALL_NOISES)}")
+    parser.add_argument("--noise_rates", default="0.4",
+                        help="comma-separated corruption probabilities")
     parser.add_argument("--variants", default="ce,mwnet,l2rw",
                         help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--seeds", default="1,2")
@@ -472,12 +502,19 @@ def main():
     noises = args.noises.split(",")
     variants = args.variants.split(",")
     seeds = args.seeds.split(",")
-    unknown = ([n for n in noises if n not in NOISES]
+    try:
+        rates = [float(rate) for rate in args.noise_rates.split(",")]
+    except ValueError:
+        rates = [-1.0]
+    if not all(0.0 < rate <= 1.0 for rate in rates):
+        sys.exit(f"accuracy.py: error: --noise_rates={args.noise_rates}: give "
+                 "comma-separated numbers in (0, 1], e.g. 0.4,0.6.")
+    unknown = ([n for n in noises if n not in ALL_NOISES]
                + [v for v in variants if v not in VARIANTS]
                + [s for s in seeds if not s.isdigit()])
     if unknown:
         sys.exit(f"accuracy.py: error: unknown {', '.join(unknown)}; noises "
-                 f"are {', '.join(NOISES)}, variants {', '.join(VARIANTS)}, "
+                 f"are {', '.join(ALL_NOISES)}, variants {', '.join(VARIANTS)}, "
                  "seeds non-negative integers.")
     if args.audit_existing:
         audit_existing(args.results_dir, args.scratch)
@@ -486,22 +523,24 @@ def main():
             sys.exit(f"accuracy.py: error: --archive={args.archive} is not a "
                      "file; give the CIFAR-10 JPEG archive.")
         missing = sorted({path for seed in seeds for noise in noises
-                          for variant in variants
+                          for rate in rates for variant in variants
                           for path in missing_inputs(variant, noise, seed,
-                                                     args.results_dir)})
+                                                     args.results_dir, rate)})
         if missing:
             sys.exit(f"accuracy.py: error: {', '.join(missing)} not found; "
                      "the fixed variant reuses the V of an mwnet_block run "
                      "of the other seed: run that first.")
         for seed in map(int, seeds):
             for noise in noises:
-                for variant in variants:
-                    if os.path.exists(result_path(
-                            args.results_dir, args.protocol, noise, variant,
-                            seed)):
-                        continue
-                    run_one(args.protocol, noise, variant, seed, args.archive,
-                            args.scratch, args.results_dir, extra_flags)
+                for rate in rates:
+                    for variant in variants:
+                        if os.path.exists(result_path(
+                                args.results_dir, args.protocol, noise,
+                                variant, seed, rate)):
+                            continue
+                        run_one(args.protocol, noise, variant, seed,
+                                args.archive, args.scratch, args.results_dir,
+                                extra_flags, rate)
     records = load_records(args.results_dir)
     print(table(records))
     print()

@@ -423,12 +423,25 @@ class MetaWeightNet(FitWorkarounds):
         if self.method in ("mwnet", "l2rw"):
             logs += ["meta_loss", "meta_accuracy"]
         results = {m.name: m.result() for m in self.metrics if m.name in logs}
+        return self._logs_for_keras(self._meta_metrics_unknown_if_unused(results))
+
+    def _meta_metrics_unknown_if_unused(self, results):
+        """No meta step yet this epoch (the warm-up): the meta metrics are
+        unknown (NaN), not 0."""
         for tracker in (self.meta_loss_tracker, self.meta_accuracy_tracker):
             if tracker.name in results:
-                # No meta step yet this epoch (the warm-up): unknown, not 0.
                 results[tracker.name] = ops.where(
                     tracker.count > 0, results[tracker.name], float("nan"))
-        return self._logs_for_keras(results)
+        return results
+
+    def get_metrics_result(self):
+        # Keras reports these, not the last step's logs, at the end of an
+        # epoch when the two have the same keys.
+        results = self._meta_metrics_unknown_if_unused(
+            dict(super().get_metrics_result()))
+        return {name: float(value) if name in (
+            self.meta_loss_tracker.name, self.meta_accuracy_tracker.name)
+            else value for name, value in results.items()}
 
     def _record_meta_metrics(self, meta_loss, y_meta, meta_outputs):
         self.meta_loss_tracker.update_state(meta_loss * mg.num_replicas())

@@ -13,11 +13,41 @@ import numbers
 
 import numpy as np
 
-NOISE_TYPES = ("none", "uniform", "flip", "flip2", "pair")
+NOISE_TYPES = ("none", "uniform", "flip", "flip2", "pair", "asym")
 
 # The usual asymmetric CIFAR-10 noise (Patrini et al., 2017), in CIFAR-10 label
 # order: truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
 CIFAR10_PAIR_MAPPING = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+# Class names in label order: "asym" noise is defined by label index, so a
+# data set must hold these classes in this order for it to mean what the
+# literature means (a folder's classes sort alphabetically, which is this
+# order for both).
+CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                       "frog", "horse", "ship", "truck")
+CIFAR100_CLASS_NAMES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle",
+    "bicycle", "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel",
+    "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock",
+    "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur",
+    "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster",
+    "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
+    "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree",
+    "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy",
+    "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket",
+    "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail",
+    "snake", "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper",
+    "table", "tank", "telephone", "television", "tiger", "tractor", "train",
+    "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf",
+    "woman", "worm")
+_ASYM_CLASS_NAMES = {10: CIFAR10_CLASS_NAMES, 100: CIFAR100_CLASS_NAMES}
+# CIFAR-100's asymmetric noise moves a class to the next one of its group of
+# five, circularly. The groups are five consecutive labels, as in the code of
+# Patrini et al. (2017) that DivideMix, ELR and CMW-Net's tables follow; the
+# papers call them superclasses, but CIFAR-100's fine labels are in
+# alphabetical order, so they are not CIFAR-100's 20 superclasses.
+CIFAR100_GROUP_SIZE = 5
 
 
 def _streams(seed):
@@ -31,7 +61,11 @@ def _streams(seed):
     return target_rng, draw_rng
 
 
-def check_noise(noise, rate, num_classes=None):
+def _canonical(name):
+    return str(name).strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def check_noise(noise, rate, num_classes=None, class_names=None):
     """Checks the arguments of a noise type, e.g. before any data is loaded.
 
     Args:
@@ -39,10 +73,15 @@ def check_noise(noise, rate, num_classes=None):
         rate: Corruption probability; must be a number in [0, 1].
         num_classes: Number of classes K, or None when it is not known yet
             (then only `noise` and `rate` are checked).
+        class_names: Names of classes 0 .. K-1, when known; "asym" checks
+            that they are CIFAR-10's or CIFAR-100's in label order (or the
+            label indices themselves, as tensorflow-datasets names them
+            before it has the data set's metadata).
 
     Raises:
-        ValueError: For an unknown noise type, a rate outside [0, 1], or a
-            number of classes the noise type cannot use.
+        ValueError: For an unknown noise type, a rate outside [0, 1], a
+            number of classes the noise type cannot use, or (asym) classes
+            that are not CIFAR's in CIFAR's order.
     """
     if noise not in NOISE_TYPES:
         raise ValueError(
@@ -68,9 +107,29 @@ def check_noise(noise, rate, num_classes=None):
             "bird->airplane, deer->horse, cat<->dog) and needs 10 classes in "
             f"CIFAR-10 label order; got num_classes={num_classes}. Use "
             "'flip' for a seeded one-target mapping of any number of classes.")
+    if noise == "asym":
+        expected = _ASYM_CLASS_NAMES.get(int(num_classes))
+        if expected is None:
+            raise ValueError(
+                "asym noise is defined for CIFAR-10 (10 classes) and "
+                f"CIFAR-100 (100 classes); got num_classes={num_classes}. Use "
+                "'flip' for a seeded one-target mapping of any number of "
+                "classes.")
+        if class_names is not None:
+            names = tuple(map(_canonical, class_names))
+            indices = tuple(str(label) for label in range(len(expected)))
+            if names not in (expected, indices):
+                mismatch = next(i for i, (got, want) in enumerate(
+                    zip(names, expected)) if got != want)
+                raise ValueError(
+                    f"asym noise maps CIFAR-{len(expected)}'s classes by "
+                    f"label, but class {mismatch} here is "
+                    f"{class_names[mismatch]!r}, not {expected[mismatch]!r}; "
+                    "give CIFAR's classes (a folder's sort into CIFAR's "
+                    "order) or use 'flip'.")
 
 
-def noise_transition_matrix(num_classes, noise, rate, seed):
+def noise_transition_matrix(num_classes, noise, rate, seed, class_names=None):
     """Returns the true noise transition matrix T of a noise type.
 
     T[i, j] is the probability that an example of true class i is labelled j.
@@ -87,12 +146,18 @@ def noise_transition_matrix(num_classes, noise, rate, seed):
       bird(2) -> airplane(0), deer(4) -> horse(7), cat(3) <-> dog(5) with
       probability p; other classes stay clean. Only for 10 classes in CIFAR-10
       label order.
+    - "asym": the asymmetric noise of Patrini et al. (2017) used across the
+      noisy-label literature (DivideMix, ELR, CMW-Net): for 10 classes the
+      "pair" mapping; for 100, class i goes to the next class of its group
+      of five consecutive labels, circularly (4 -> 0), with probability p.
+      Only for CIFAR-10's and CIFAR-100's classes in label order.
 
     Args:
         num_classes: Number of classes K (>= 2).
         noise: One of `NOISE_TYPES`.
         rate: Corruption probability p in [0, 1].
         seed: Integer seed; decides the targets of "flip" and "flip2".
+        class_names: Names of classes 0 .. K-1, if known (checked by "asym").
 
     Returns:
         A float64 array of shape (K, K) whose rows sum to 1.
@@ -101,15 +166,21 @@ def noise_transition_matrix(num_classes, noise, rate, seed):
         ValueError: For an unknown noise type, a rate outside [0, 1], or a
             number of classes the noise type cannot use.
     """
-    check_noise(noise, rate, num_classes)
+    check_noise(noise, rate, num_classes, class_names)
     k, p = int(num_classes), float(rate)
     if noise == "none":
         return np.eye(k)
     if noise == "uniform":
         return (1.0 - p) * np.eye(k) + (p / k) * np.ones((k, k))
-    if noise == "pair":
+    if noise in ("pair", "asym"):
+        if k == 10:
+            mapping = CIFAR10_PAIR_MAPPING
+        else:
+            group = CIFAR100_GROUP_SIZE
+            mapping = {source: source - source % group + (source + 1) % group
+                       for source in range(k)}
         matrix = np.eye(k)
-        for source, target in CIFAR10_PAIR_MAPPING.items():
+        for source, target in mapping.items():
             matrix[source, source] = 1.0 - p
             matrix[source, target] = p
         return matrix
@@ -123,7 +194,7 @@ def noise_transition_matrix(num_classes, noise, rate, seed):
     return matrix
 
 
-def corrupt_labels(labels, num_classes, noise, rate, seed):
+def corrupt_labels(labels, num_classes, noise, rate, seed, class_names=None):
     """Returns noisy labels drawn from the rows of the noise transition matrix.
 
     The noisy label of an example of true class y is drawn from T[y], with T from
@@ -137,6 +208,7 @@ def corrupt_labels(labels, num_classes, noise, rate, seed):
         noise: One of `NOISE_TYPES`.
         rate: Corruption probability p in [0, 1].
         seed: Integer seed; the same seed gives the same labels.
+        class_names: Names of classes 0 .. K-1, if known (checked by "asym").
 
     Returns:
         A new int64 array of noisy labels, shaped like `labels`.
@@ -146,7 +218,8 @@ def corrupt_labels(labels, num_classes, noise, rate, seed):
             [0, num_classes).
     """
     labels = np.asarray(labels)
-    matrix = noise_transition_matrix(num_classes, noise, rate, seed)
+    matrix = noise_transition_matrix(num_classes, noise, rate, seed,
+                                     class_names)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(
             f"Labels must lie in [0, {num_classes}); got values from "

@@ -315,9 +315,11 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
     synthetic_noise = source.train.clean_labels is None
     true_matrix = None
     if synthetic_noise:
-        # Fails early (e.g. "pair" on a folder without 10 classes).
+        # Fails early (e.g. "pair" on a folder without 10 classes, "asym"
+        # on classes that are not CIFAR's).
         true_matrix = noise_transition_matrix(
-            num_classes, noise, noise_rate, _stage_seed(seed, "noise"))
+            num_classes, noise, noise_rate, _stage_seed(seed, "noise"),
+            source.class_names)
 
     # 2. Meta set.
     if source.meta is not None:
@@ -357,7 +359,7 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
     if synthetic_noise:
         clean = train.labels
         noisy = corrupt_labels(clean, num_classes, noise, noise_rate,
-                               _stage_seed(seed, "noise"))
+                               _stage_seed(seed, "noise"), source.class_names)
     else:
         noisy, clean = train.labels, train.clean_labels
     known = clean >= 0

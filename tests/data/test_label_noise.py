@@ -49,6 +49,55 @@ def test_definitions():
         assert pair[clean, clean] == 1.0
 
 
+def test_asym_is_pair_on_cifar10_and_the_next_of_five_on_cifar100():
+    cifar10 = noise_lib.noise_transition_matrix(K, "asym", P, seed=0)
+    np.testing.assert_array_equal(
+        cifar10, noise_lib.noise_transition_matrix(K, "pair", P, seed=0))
+    np.testing.assert_array_equal(
+        noise_lib.corrupt_labels(np.arange(K).repeat(50), K, "asym", P, 4),
+        noise_lib.corrupt_labels(np.arange(K).repeat(50), K, "pair", P, 4))
+    cifar100 = noise_lib.noise_transition_matrix(100, "asym", P, seed=0)
+    # apple(0) -> aquarium_fish(1), ..., beaver(4) -> apple(0); bed(5) ->
+    # bee(6); worm(99) -> whale(95).
+    for source, target in ((0, 1), (3, 4), (4, 0), (5, 6), (9, 5), (99, 95)):
+        assert cifar100[source, source] == pytest.approx(1 - P)
+        assert cifar100[source, target] == pytest.approx(P)
+    assert np.count_nonzero(cifar100) == 200
+    # Each group of five stays closed: nothing leaves it.
+    groups = np.arange(100) // 5
+    assert np.all(groups[np.nonzero(cifar100)[0]]
+                  == groups[np.nonzero(cifar100)[1]])
+
+
+def test_asym_cifar100_labels_follow_the_matrix():
+    clean = np.random.default_rng(1).integers(0, 100, size=N)
+    matrix = noise_lib.noise_transition_matrix(100, "asym", P, seed=2)
+    noisy = noise_lib.corrupt_labels(clean, 100, "asym", P, seed=2)
+    empirical = np.array(
+        noise_lib.label_noise_statistics(clean, noisy, 100)[
+            "transition_matrix"])
+    per_row = np.bincount(clean, minlength=100)[:, None]
+    standard_error = np.sqrt(matrix * (1 - matrix) / per_row)
+    assert np.all(np.abs(empirical - matrix) <= 5 * standard_error + 1e-12)
+
+
+@pytest.mark.parametrize("names", [
+    noise_lib.CIFAR10_CLASS_NAMES,
+    tuple(name.capitalize() for name in noise_lib.CIFAR10_CLASS_NAMES),
+    tuple(str(label) for label in range(10)),
+])
+def test_asym_accepts_cifar_class_names(names):
+    noise_lib.noise_transition_matrix(10, "asym", P, 0, class_names=names)
+
+
+def test_asym_refuses_classes_in_another_order():
+    names = list(noise_lib.CIFAR10_CLASS_NAMES)
+    names[1], names[9] = names[9], names[1]
+    with pytest.raises(ValueError, match="class 1 here is 'truck', not "
+                       "'automobile'"):
+        noise_lib.noise_transition_matrix(10, "asym", P, 0, class_names=names)
+
+
 def test_uniform_realised_rate(clean_labels):
     noisy = noise_lib.corrupt_labels(clean_labels, K, "uniform", P, seed=1)
     rate = np.mean(noisy != clean_labels)
@@ -98,6 +147,8 @@ def test_statistics_are_json_and_counted():
     ((K, "uniform", -0.1), r"noise_rate must be a number in \[0, 1\]"),
     ((K, "uniform", "0.2"), r"noise_rate must be a number in \[0, 1\]"),
     ((100, "pair", 0.2), "pair noise .* needs 10 classes"),
+    ((20, "asym", 0.2), "asym noise is defined for CIFAR-10 .* got "
+     "num_classes=20"),
     ((2, "flip2", 0.2), "flip2 noise needs at least 3 classes"),
     ((1, "flip", 0.2), "num_classes must be an integer >= 2"),
 ])

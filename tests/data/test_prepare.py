@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from data_fakes import COLOURS, listing
+from data_fakes import COLOURS, listing, write_image
 
 import mwnet_tf
 from mwnet_tf import data as data_lib
@@ -227,6 +227,36 @@ def test_corrupted_flag_only_when_noise_is_injected(tiny_folder, cache_dir,
         assert data.statistics["realised_noise_rate"] == 0.0
 
 
+def _cifar10_named_folder(root, names):
+    for label, name in enumerate(names):
+        for split, count in (("train", 4), ("test", 1)):
+            for i in range(count):
+                write_image(os.path.join(root, split, name, f"{i}.png"),
+                            np.full((4, 4, 3), 20 * label, np.uint8))
+    return str(root)
+
+
+def test_asym_noise_on_a_folder_of_cifar10_classes(tmp_path, cache_dir):
+    folder = _cifar10_named_folder(tmp_path / "c10",
+                                   noise_lib.CIFAR10_CLASS_NAMES)
+    data = data_lib.prepare("folder", path=folder, cache_dir=cache_dir,
+                            meta_per_class=1, noise="asym", noise_rate=1.0,
+                            batch_size=2, meta_batch_size=2, seed=0)
+    # At rate 1 every source class is relabelled as its target.
+    noisy = np.array(data.statistics["train_counts_noisy"])
+    expected = np.array([6, 6, 0, 3, 0, 3, 3, 6, 3, 0])
+    np.testing.assert_array_equal(noisy, expected)
+
+    wrong = list(noise_lib.CIFAR10_CLASS_NAMES)
+    wrong[0] = "aeroplane"
+    folder = _cifar10_named_folder(tmp_path / "other", wrong)
+    with pytest.raises(ValueError, match="class 1 here is 'airplane', not "
+                       "'automobile'"):
+        data_lib.prepare("folder", path=folder, cache_dir=cache_dir,
+                         meta_per_class=1, noise="asym", batch_size=2,
+                         meta_batch_size=2)
+
+
 def test_tfds_cifar10_through_prepare():
     with tfds.testing.mock_data(num_examples=300):
         data = data_lib.prepare("cifar10", noise="uniform", noise_rate=0.4,
@@ -325,6 +355,8 @@ def test_errors_that_need_the_data(tiny_folder, cache_dir):
         _folder(tiny_folder, cache_dir, meta_batch_size=50)
     with pytest.raises(ValueError, match="pair noise .* needs 10 classes"):
         _folder(tiny_folder, cache_dir, noise="pair")
+    with pytest.raises(ValueError, match="asym noise is defined for CIFAR-10"):
+        _folder(tiny_folder, cache_dir, noise="asym")
     with pytest.raises(ValueError, match="train_subset=31 exceeds the 30"):
         _folder(tiny_folder, cache_dir, train_subset=31)
     with pytest.raises(ValueError, match="epoch must be None or a scalar"):
