@@ -100,6 +100,11 @@ VARIANTS = {
     # ones, instead of first learning to rise.
     "mwnet_k10_lr3_w500": ["--method=mwnet", "--meta_interval=10",
                            "--meta_lr=0.003", "--meta_warmup_steps=500"],
+    # CMW-Net's class-aware V (--vnet=class_aware, 3 task families from
+    # k-means on the classes' label counts), exact and with flags/fast.cfg.
+    "cmwnet": ["--method=mwnet", "--vnet=class_aware"],
+    "cmwnet_k10_lr3": ["--method=mwnet", "--vnet=class_aware",
+                       "--meta_interval=10", "--meta_lr=0.003"],
     # CE at MW-Net's effective learning rate: with the mean normalisation
     # the weighted loss's gradient is scaled by the mean weight, so MW-Net
     # also trains at a lower learning rate than CE. MATCHED_LR removes that.
@@ -216,9 +221,14 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
             shutil.copyfile(saved, os.path.join(
                 kept, os.path.splitext(name)[0] + ".keras"))
         losses = np.linspace(0.0, 10.0, 101, dtype="float32")
+        curves = net.family_curves(losses)
         record["weighting_function"] = {
-            "loss": losses.tolist(),
-            "weight": np.asarray(net(losses)).astype(float).tolist()}
+            "loss": losses.tolist(), "weight": curves[0].tolist()}
+        if net.class_aware:
+            # One curve per task family (CMW-Net); "weight" is family 0's.
+            record["weighting_function"].update(
+                class_families=list(net.class_families),
+                family_weights=curves.tolist())
     os.makedirs(results_dir, exist_ok=True)
     with open(result_path(results_dir, protocol, noise, variant, seed, rate),
               "w") as file:

@@ -26,9 +26,22 @@ def plot_weighting_function(model, path=None, title=None):
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    weights = model.weighting_function(LOSS_GRID).numpy()
+    weighting_net = model.weighting_net
     figure, axes = plt.subplots(figsize=(4, 3), dpi=100)
-    axes.plot(LOSS_GRID, weights)
+    if getattr(weighting_net, "class_aware", False):
+        # CMW-Net: one curve per task family, named by its classes.
+        for family, weights in enumerate(
+                weighting_net.family_curves(LOSS_GRID)):
+            classes = [c for c, f in enumerate(weighting_net.class_families)
+                       if f == family]
+            if classes:
+                shown = ",".join(map(str, classes[:6])) + (
+                    ",..." if len(classes) > 6 else "")
+                axes.plot(LOSS_GRID, weights,
+                          label=f"family {family}: classes {shown}")
+        axes.legend(fontsize=6)
+    else:
+        axes.plot(LOSS_GRID, model.weighting_function(LOSS_GRID).numpy())
     axes.set_xlabel("training loss")
     axes.set_ylabel("weight V(loss)")
     axes.set_ylim(0.0, 1.0)

@@ -12,7 +12,8 @@ import zoo
 from mwnet_tf import data as data_lib
 from mwnet_tf.layer_scope import parse_meta_scope
 from mwnet_tf.trainer import MetaWeightNet
-from mwnet_tf.weighting_net import WeightingNet, load_weighting_net
+from mwnet_tf.weighting_net import (WeightingNet, load_weighting_net,
+                                    task_families)
 
 
 def prepare_data(config, epoch=None, **overrides):
@@ -49,8 +50,13 @@ def learning_rate_schedule(config, steps_per_epoch):
                 for i in range(len(decay_epochs) + 1)])
 
 
-def build_model(config, num_classes, image_shape):
-    """The run's `MetaWeightNet`: a zoo classifier and V (new or loaded)."""
+def build_model(config, num_classes, image_shape, label_counts=None):
+    """The run's `MetaWeightNet`: a zoo classifier and V (new or loaded).
+
+    `label_counts` (the training labels per class, as given) decide the
+    task families of a class-aware V (`--vnet=class_aware`); a loaded V
+    keeps the families it was trained with.
+    """
     model_kwargs = {"input_shape": tuple(image_shape), "seed": config["seed"]}
     # .get: work directories written before the flag existed lack it.
     if config.get("synchronized_batch_norm"):
@@ -62,10 +68,26 @@ def build_model(config, num_classes, image_shape):
     classifier = zoo.build(config["model"], num_classes, **model_kwargs)
     if config["weighting_net"]:
         weighting_net = load_weighting_net(config["weighting_net"])
+        if (config.get("vnet") == "class_aware"
+                and not getattr(weighting_net, "class_aware", False)):
+            raise ValueError(
+                f"vnet=class_aware, but weighting_net={config['weighting_net']}"
+                " is a plain (MW-Net) V; a loaded V keeps its kind: drop "
+                "vnet=class_aware or give a class-aware run's V.")
     else:
+        families = {}
+        # .get: work directories written before the flag existed lack it.
+        if config.get("vnet", "mlp") == "class_aware":
+            if label_counts is None:
+                raise ValueError("vnet=class_aware needs the training label "
+                                 "counts per class (label_counts).")
+            families = dict(
+                class_families=task_families(label_counts,
+                                             config["vnet_families"]),
+                num_families=config["vnet_families"])
         weighting_net = WeightingNet(
             hidden_sizes=[int(size) for size in config["vnet_hidden"]],
-            seed=config["seed"])
+            seed=config["seed"], **families)
     return MetaWeightNet(
         classifier, weighting_net, method=config["method"],
         lookahead=config["lookahead"],

@@ -25,7 +25,8 @@ FLAG_GROUPS = (
     ("Model", ("model", "dropout_rate", "pretrained_weights")),
     ("Method and meta-learning", (
         "method", "lookahead", "weight_normalization", "meta_interval",
-        "meta_warmup_steps", "meta_scope", "vnet_hidden", "weighting_net")),
+        "meta_warmup_steps", "meta_scope", "vnet", "vnet_families",
+        "vnet_hidden", "weighting_net")),
     ("Optimisation", (
         "epochs", "lr", "lr_decay_epochs", "lr_decay", "momentum", "nesterov",
         "weight_decay", "meta_lr", "meta_weight_decay")),
@@ -125,6 +126,13 @@ def define_flags():
                         "Partial scopes cost 1.2-1.5x a CE step, the exact "
                         "one 3-3.8x (BENCHMARKS.md; ResNet-32, this "
                         "project's 2-core CPU).")
+    flags.DEFINE_enum("vnet", "mlp", ["mlp", "class_aware"], "V: mlp "
+                      "(MW-Net: one weighting function), class_aware "
+                      "(CMW-Net: one head per task family of classes, "
+                      "families from k-means on the classes' training label "
+                      "counts; README: when to use it).")
+    flags.DEFINE_integer("vnet_families", 3, "Task families (heads) of "
+                         "--vnet=class_aware.", lower_bound=1)
     flags.DEFINE_list("vnet_hidden", ["100"], "Hidden sizes of V.")
     flags.DEFINE_string("weighting_net", None, "A learned V to start from "
                         "(a run's weighting_net.keras): --method=fixed trains "

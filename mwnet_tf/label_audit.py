@@ -133,32 +133,68 @@ def curve_shape(weights):
     return shape, rise, fall
 
 
-def weighting_function_shape(weighting_net, losses, grid_size=101):
-    """Whether V falls with the loss over the losses it is applied to.
-
-    V is evaluated on an even grid between the 1st and 99th percentiles of
-    `losses` (where the examples are, not where V was never asked) and
-    classified by `curve_shape`.
-
-    Returns:
-        A JSON-serialisable dict: `shape` ("decreasing", "increasing",
-        "non-monotone", or "flat" when V moves by less than 0.02 in all),
-        `loss_range` (the grid's ends), `weight_at_low_loss` /
-        `weight_at_high_loss` (V there), `rise`, `fall`, and `lowest_weight_at_loss`
-        (where on the grid V is lowest).
-    """
+def _curve_over(weighting_net, losses, label, grid_size):
     losses = np.asarray(losses, dtype=np.float64)
     low, high = (np.quantile(losses, [0.01, 0.99]) if losses.size
                  else (0.0, 0.0))
     grid = np.linspace(low, high, grid_size).astype(np.float32)
+    labels = None if label is None else np.full(grid.shape, label, np.int32)
     weights = ops.convert_to_numpy(weighting_net(ops.convert_to_tensor(
-        grid, weighting_net.compute_dtype))).astype(np.float64)
+        grid, weighting_net.compute_dtype), labels)).astype(np.float64)
     shape, rise, fall = curve_shape(weights)
     return {"shape": shape, "loss_range": [float(low), float(high)],
             "weight_at_low_loss": float(weights[0]),
             "weight_at_high_loss": float(weights[-1]),
             "lowest_weight_at_loss": float(grid[int(np.argmin(weights))]),
             "rise": rise, "fall": fall}
+
+
+def weighting_function_shape(weighting_net, losses, labels=None,
+                             grid_size=101):
+    """Whether V falls with the loss over the losses it is applied to.
+
+    V is evaluated on an even grid between the 1st and 99th percentiles of
+    `losses` (where the examples are, not where V was never asked) and
+    classified by `curve_shape`. A class-aware V (CMW-Net) is described per
+    task family, over the losses of the examples labelled with the family's
+    classes (`labels` are the examples' given labels); its `shape` is the
+    families' common shape, or "mixed" when they differ, and its other
+    fields are those of the family with the most examples.
+
+    Returns:
+        A JSON-serialisable dict: `shape` ("decreasing", "increasing",
+        "non-monotone", "mixed" or "flat" when V moves by less than 0.02 in
+        all), `loss_range` (the grid's ends), `weight_at_low_loss` /
+        `weight_at_high_loss` (V there), `rise`, `fall`, and
+        `lowest_weight_at_loss` (where on the grid V is lowest); for a
+        class-aware V also `families`: per family with examples, these
+        fields and its `family`, `classes` and `examples`.
+    """
+    if not getattr(weighting_net, "class_aware", False):
+        return _curve_over(weighting_net, losses, None, grid_size)
+    losses = np.asarray(losses, dtype=np.float64)
+    if labels is None:
+        raise ValueError("A class-aware V's shape needs the examples' labels.")
+    families = np.asarray(weighting_net.class_families)
+    family_of_example = families[np.asarray(labels, dtype=np.int64)]
+    described = []
+    for family in range(weighting_net.num_families):
+        members = family_of_example == family
+        if not members.any():
+            continue
+        classes = np.flatnonzero(families == family)
+        curve = _curve_over(weighting_net, losses[members], int(classes[0]),
+                            grid_size)
+        curve.update({"family": family, "classes": classes.tolist(),
+                      "examples": int(members.sum())})
+        described.append(curve)
+    shapes = {curve["shape"] for curve in described}
+    largest = max(described, key=lambda curve: curve["examples"])
+    summary = {key: value for key, value in largest.items()
+               if key not in ("family", "classes", "examples")}
+    summary["shape"] = shapes.pop() if len(shapes) == 1 else "mixed"
+    summary["families"] = described
+    return summary
 
 
 def audit_labels(classifier, weighting_net, dataset, examples,
@@ -193,7 +229,7 @@ def audit_labels(classifier, weighting_net, dataset, examples,
         probabilities = ops.softmax(outputs) if from_logits else outputs
         return (ops.argmax(probabilities, axis=-1),
                 ops.max(probabilities, axis=-1), losses,
-                weighting_net(losses))
+                weighting_net(losses, y))
 
     columns = ([], [], [], [], [])
     progress = keras.utils.Progbar(len(examples), verbose=verbose,
@@ -213,7 +249,7 @@ def audit_labels(classifier, weighting_net, dataset, examples,
     if examples.clean_labels is not None:
         clean = examples.clean_labels
         corrupted = np.where(clean < 0, -1, clean != given).astype(np.int8)
-    shape = weighting_function_shape(weighting_net, loss)
+    shape = weighting_function_shape(weighting_net, loss, given)
     return LabelAudit(
         index=np.asarray(examples.index), file=examples.files,
         given_label=given.astype(np.int64),
@@ -357,6 +393,10 @@ def why_not_by_weight(shape):
         return "its lowest weights mark easy, likely correct labels"
     if shape["shape"] == "flat":
         return "its weights barely differ between examples"
+    if shape["shape"] == "mixed":
+        return ("its task families' functions differ (" + ", ".join(
+            f"family {f['family']} {f['shape']}" for f in shape["families"])
+            + "), so a low weight does not mean the same in every family")
     return ("its lowest weights sit at middling losses (lowest at loss "
             f"{shape['lowest_weight_at_loss']:.2f})")
 

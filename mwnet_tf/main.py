@@ -266,10 +266,14 @@ def _train_and_report(workdir, config, resuming, hold):
     # ## Model
     with strategy.scope():
         try:
-            model = experiment.build_model(config, data.num_classes,
-                                           data.image_shape)
+            model = experiment.build_model(
+                config, data.num_classes, data.image_shape,
+                label_counts=data.statistics["train_counts_noisy"])
         except (ValueError, FileNotFoundError, RuntimeError) as error:
             raise ExperimentError(str(error)) from error
+        if getattr(model.weighting_net, "class_aware", False):
+            logging.info("Class-aware V (CMW-Net): task family of each class "
+                         "%s", list(model.weighting_net.class_families))
         model.compile(
             optimizer=keras.optimizers.SGD(
                 experiment.learning_rate_schedule(config,

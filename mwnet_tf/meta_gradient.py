@@ -93,6 +93,7 @@ class Forward:
 
     Attributes:
         classifier: The model.
+        labels: y (a class-aware V weights by them).
         outputs: Its outputs on x.
         losses: Per-example losses l_i.
         state: The non-trainable values (BatchNorm moving statistics, RNG
@@ -105,6 +106,7 @@ class Forward:
     def __init__(self, classifier, x, y, per_example_loss,
                  lookahead_variables=None, loss_scale=1.0):
         self.classifier = classifier
+        self.labels = y
         self.variables = classifier.trainable_variables
         self.lookahead_variables = (self.variables if lookahead_variables is None
                                     else list(lookahead_variables))
@@ -246,7 +248,8 @@ def meta_gradients(forward, weighting_net, lookahead, x_meta, y_meta,
     theta = weighting_net.trainable_variables
     with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
         meta_tape.watch([v.value for v in theta])
-        weights = weighting_net(ops.stop_gradient(forward.losses))
+        weights = weighting_net(ops.stop_gradient(forward.losses),
+                                forward.labels)
         meta_loss, meta_outputs = meta_objective(
             forward, loss_coefficients(weights, normalization), lookahead,
             x_meta, y_meta, per_example_loss)

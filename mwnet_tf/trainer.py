@@ -47,6 +47,17 @@ def step_kinds_differ(method, meta_interval, meta_warmup_steps):
             or (method in ("mwnet", "l2rw") and meta_warmup_steps > 0))
 
 
+def _check_families_fit(weighting_net, classifier):
+    """A class-aware V must name a family for each of the classifier's classes."""
+    families = getattr(weighting_net, "class_families", None)
+    num_classes = classifier.output_shape[-1] if families is not None else None
+    if families is not None and len(families) != num_classes:
+        raise ValueError(
+            f"The class-aware weighting net has families for {len(families)} "
+            f"classes, but the classifier has {num_classes}; build it with "
+            "task_families of this data set's label counts.")
+
+
 def _check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(
@@ -152,6 +163,7 @@ class MetaWeightNet(FitWorkarounds):
                            if isinstance(meta_scope, tuple) else meta_scope)
         self.classifier = classifier
         self.weighting_net = weighting_net or WeightingNet()
+        _check_families_fit(self.weighting_net, classifier)
         self.method = method
         self.lookahead = lookahead
         self.weight_normalization = weight_normalization
@@ -375,8 +387,8 @@ class MetaWeightNet(FitWorkarounds):
             return self._unless_warming_up(
                 lambda: self._l2rw_weights(forward, x_meta, y_meta),
                 lambda: ops.ones_like(forward.losses))
-        return ops.stop_gradient(
-            self.weighting_net(ops.stop_gradient(forward.losses)))
+        return ops.stop_gradient(self.weighting_net(
+            ops.stop_gradient(forward.losses), forward.labels))
 
     def _l2rw_weights(self, forward, x_meta, y_meta):
         weights, meta_loss, meta_outputs = mg.l2rw_weights(
@@ -472,7 +484,7 @@ class MetaWeightNet(FitWorkarounds):
         state = [v.value for v in self.classifier.non_trainable_variables]
         outputs, _ = self.classifier.stateless_call(
             self.classifier.trainable_variables, state, x, training=training)
-        return self.weighting_net(self._per_example_loss(y, outputs))
+        return self.weighting_net(self._per_example_loss(y, outputs), y)
 
     def compute_meta_gradients(self, x, y, x_meta, y_meta):
         """Gradients of the meta loss w.r.t. `weighting_net.trainable_variables`.
@@ -489,10 +501,12 @@ class MetaWeightNet(FitWorkarounds):
             y_meta, self._per_example_loss, self._normalization)
         return grads
 
-    def weighting_function(self, losses):
-        """V evaluated on given loss values, e.g. `np.linspace(0, 10, 200)`."""
-        return self.weighting_net(ops.convert_to_tensor(losses,
-                                                        self._loss_dtype))
+    def weighting_function(self, losses, labels=None):
+        """V evaluated on given loss values, e.g. `np.linspace(0, 10, 200)`
+        (with a class-aware V, for given labels: each label's family's V)."""
+        return self.weighting_net(
+            ops.convert_to_tensor(losses, self._loss_dtype),
+            None if labels is None else ops.convert_to_tensor(labels))
 
     # -------------------------------------------------------- serialisation
 

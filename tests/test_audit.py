@@ -139,6 +139,35 @@ def test_weighting_function_shape_over_the_losses_seen(shape):
             _weighting_net(shape), losses / 3.0)["shape"] == "decreasing"
 
 
+def test_class_aware_v_is_described_per_family():
+    """Family 0 (class 1) decreasing, family 1 (classes 0, 2) increasing:
+    "mixed", each family over its own examples' losses; the same sign for
+    both: their common shape."""
+    net = mwnet_tf.WeightingNet(hidden_sizes=(1,), class_families=(1, 0, 1))
+    net.set_weights([np.array([[1.0]]), np.array([0.0]),
+                     np.array([[-1.0, 1.0]]), np.array([1.0, 1.0])])
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 600)
+    # Class 1's examples have losses 0-2, the others 0-6.
+    losses = rng.uniform(0.0, np.where(labels == 1, 2.0, 6.0))
+    described = label_audit.weighting_function_shape(net, losses, labels)
+    assert described["shape"] == "mixed"
+    by_family = {f["family"]: f for f in described["families"]}
+    assert by_family[0]["shape"] == "decreasing"
+    assert by_family[1]["shape"] == "increasing"
+    assert by_family[0]["classes"] == [1] and by_family[1]["classes"] == [0, 2]
+    assert by_family[0]["examples"] == int(np.sum(labels == 1))
+    assert by_family[0]["loss_range"][1] < 2.0 < by_family[1]["loss_range"][1]
+    # The summary fields are the largest family's.
+    assert described["loss_range"] == by_family[1]["loss_range"]
+    assert "family 0 decreasing, family 1 increasing" in (
+        label_audit.why_not_by_weight(described))
+    net.set_weights([np.array([[1.0]]), np.array([0.0]),
+                     np.array([[-1.0, -2.0]]), np.array([1.0, 1.0])])
+    assert label_audit.weighting_function_shape(
+        net, losses, labels)["shape"] == "decreasing"
+
+
 def _scored_run(shape, tmp_path):
     """audit_labels on a 3-class linear classifier whose loss is high
     exactly on the corrupted labels, with a V of `shape`."""

@@ -18,6 +18,7 @@ import mwnet_tf
 from mwnet_tf import callbacks as callbacks_lib
 from mwnet_tf import experiment
 from mwnet_tf import main as main_lib
+from mwnet_tf.weighting_net import task_families
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,6 +138,37 @@ def test_end_to_end_run_writes_results(method, image_tree, tmp_path):
     assert audited == ("label_audit" in saved) == (method == "mwnet")
     if method == "mwnet":
         assert glob.glob(str(workdir / "tensorboard" / "weighting" / "events.*"))
+
+
+@pytest.mark.slow
+def test_class_aware_run_learns_saves_audits_and_transfers(image_tree,
+                                                           tmp_path):
+    workdir = tmp_path / "cmwnet"
+    results = _run(_tiny_args(workdir, image_tree, tmp_path / "cache",
+                              "--vnet=class_aware", "--vnet_families=2",
+                              "--epochs=1"))
+    counts = results["data"]["train_counts_noisy"]
+    net = mwnet_tf.load_weighting_net(workdir / "weighting_net.keras")
+    assert net.class_families == task_families(counts, 2)
+    assert net.num_families == 2
+    shape = results["label_audit"]["weighting_function"]
+    assert sorted(f["family"] for f in shape["families"]) == sorted(
+        set(net.class_families))
+    assert sum(f["examples"] for f in shape["families"]) == results[
+        "label_audit"]["examples"]
+    # Transferred with its families to a new classifier, frozen.
+    fixed = _run(_tiny_args(
+        tmp_path / "fixed", image_tree, tmp_path / "cache", "--method=fixed",
+        f"--weighting_net={workdir / 'weighting_net.keras'}", "--epochs=1"))
+    assert fixed["epochs_completed"] == 1
+    # A plain V cannot be made class-aware by a flag.
+    plain = _run(_tiny_args(tmp_path / "plain", image_tree,
+                            tmp_path / "cache", "--epochs=1", "--audit=false"))
+    assert plain["epochs_completed"] == 1
+    with pytest.raises(main_lib.ExperimentError, match="is a plain"):
+        _run(_tiny_args(tmp_path / "bad", image_tree, tmp_path / "cache",
+                        "--vnet=class_aware", "--weighting_net="
+                        f"{tmp_path / 'plain' / 'weighting_net.keras'}"))
 
 
 @pytest.fixture(scope="module")
