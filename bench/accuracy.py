@@ -379,7 +379,13 @@ STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
              "mwnet_k10": 1.43, "mwnet_k20": 1.09, "mwnet_k10_lr10": 1.43,
              "mwnet_k10_lr3": 1.43,
              # 500 fixed-V steps, then 1,500 of mwnet_k10_lr3's.
-             "mwnet_k10_lr3_w500": round(0.25 * 0.97 + 0.75 * 1.43, 2)}
+             "mwnet_k10_lr3_w500": round(0.25 * 0.97 + 0.75 * 1.43, 2),
+             # The class-aware V, from a second invocation (BENCHMARKS.md,
+             # "CMW-Net"), in which mwnet read 2.94 and mwnet_k10 1.19:
+             #   python bench/step_time.py --models resnet32 \
+             #       --policies float32 --scopes "" --methods cmwnet \
+             #       --intervals 10 --steps 20 --warmup 3 --repeats 2
+             "cmwnet": 3.06, "cmwnet_k10_lr3": 1.32}
 
 
 def v_shape(record):

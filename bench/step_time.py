@@ -6,7 +6,8 @@
 
 For every model and policy (`--policies`, or the policies after a model's
 name, `wrn28_10:mixed_bfloat16`, separated by `+`) it times CE, `--methods`
-(default `fixed`: a frozen V, no meta step), MW-Net with the exact lookahead
+(default `fixed`: a frozen V, no meta step; `cmwnet`: MW-Net with CMW-Net's
+class-aware V, three task families), MW-Net with the exact lookahead
 (`meta_scope="all"`) and each partial scope of `--scopes`: `head` (the
 logits layer) and `block` (the top residual block and everything above it:
 the last 5 layers with weights of ResNet-32, the last 6 of WRN-28-10, as in
@@ -99,9 +100,13 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup,
     element = (batch(), batch())
     dataset = tf.data.Dataset.from_tensors(element).repeat()
     # `fixed` needs a V; an untrained one costs what a learned one does.
+    weighting_net = mwnet_tf.WeightingNet() if method == "fixed" else None
+    if method == "cmwnet":
+        weighting_net = mwnet_tf.WeightingNet(
+            class_families=[label % 3 for label in range(10)])
     model = mwnet_tf.MetaWeightNet(
-        zoo.build(model_name, 10),
-        mwnet_tf.WeightingNet() if method == "fixed" else None, method=method,
+        zoo.build(model_name, 10), weighting_net,
+        method="mwnet" if method == "cmwnet" else method,
         meta_scope=meta_scope_of(scope, model_name),
         meta_interval=meta_interval)
     model.compile()
@@ -125,7 +130,8 @@ def main():
                         help="partial meta scopes timed besides all")
     parser.add_argument("--methods", default="fixed",
                         help="methods timed besides ce and mwnet (fixed: a "
-                        "frozen V, no meta step), comma-separated")
+                        "frozen V, no meta step; cmwnet: the class-aware "
+                        "V, also at each of --intervals), comma-separated")
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -166,7 +172,9 @@ def main():
                    ("mwnet", scope, 1) for scope in args.scopes.split(",")
                    if scope] + [(method, "all", 1) for method in
                                 args.methods.split(",") if method] + [
-                   ("mwnet", "all", k) for k in intervals]]
+                   (method, "all", k) for k in intervals
+                   for method in ("mwnet", "cmwnet")
+                   if method == "mwnet" or method in args.methods.split(",")]]
     # Round-robin repeats: a slow spell of the shared machine then hits one
     # repeat of every configuration, not every repeat of one.
     runs = {config: [] for config in configs}
