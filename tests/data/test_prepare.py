@@ -250,8 +250,8 @@ def test_asym_noise_on_a_folder_of_cifar10_classes(tmp_path, cache_dir):
     wrong = list(noise_lib.CIFAR10_CLASS_NAMES)
     wrong[0] = "aeroplane"
     folder = _cifar10_named_folder(tmp_path / "other", wrong)
-    with pytest.raises(ValueError, match="class 1 here is 'airplane', not "
-                       "'automobile'"):
+    with pytest.raises(ValueError, match="class 0 here is 'aeroplane', not "
+                       "'airplane'"):
         data_lib.prepare("folder", path=folder, cache_dir=cache_dir,
                          meta_per_class=1, noise="asym", batch_size=2,
                          meta_batch_size=2)
