@@ -30,6 +30,7 @@ import keras  # noqa: E402
 from mwnet_tf import data as data_lib  # noqa: E402
 from mwnet_tf import experiment  # noqa: E402
 from mwnet_tf import label_audit  # noqa: E402
+from mwnet_tf.run_config import RunConfig  # noqa: E402
 from mwnet_tf.weighting_net import load_weighting_net  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -79,11 +80,12 @@ def load_run(workdir):
                 "mwnet_tf.main; rerun its command to finish it, then audit.")
 
     require("config.json")
-    config = _read_json(os.path.join(workdir, "config.json"))
+    config = RunConfig.from_dict(_read_json(os.path.join(workdir,
+                                                         "config.json")))
     # Before the other files: ce and l2rw runs save no V.
-    if config["method"] not in label_audit.METHODS:
+    if config.method not in label_audit.METHODS:
         raise AuditError(
-            f"{workdir} was trained with --method={config['method']}, which "
+            f"{workdir} was trained with --method={config.method}, which "
             "learns no weighting net; the audit ranks labels by V's weights, "
             f"so audit a run of --method={' or '.join(label_audit.METHODS)}.")
     for name in ("results.json", "classifier.keras", "weighting_net.keras"):
@@ -94,10 +96,10 @@ def load_run(workdir):
 def rebuild_data(config, results, **overrides):
     """The run's data; fails if it is not what the run trained on."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    path_overrides = {k: overrides.get(k, config[f]) for k, f in
+    path_overrides = {k: overrides.get(k, getattr(config, f)) for k, f in
                       (("data_dir", "data_dir"), ("path", "data_path"))}
     try:
-        data_lib.check_data_paths(config["dataset"], download=config["download"],
+        data_lib.check_data_paths(config.dataset, download=config.download,
                                   **path_overrides)
         data = experiment.prepare_data(config, **overrides)
     except (ValueError, FileNotFoundError, RuntimeError) as error:

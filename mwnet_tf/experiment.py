@@ -1,9 +1,10 @@
-"""A run as its configuration describes it: its data, model and schedule.
+"""A run as its configuration describes it: its data, model and optimisers.
 
-`config` is the dict of flag values that `mwnet_tf.main` resolves and writes
-to a work directory's `config.json`. The runner builds a run from it, and the
-label audit (`mwnet_tf.audit`) rebuilds a finished run's training split from
-the saved file: same seed, so the same meta split and noisy labels.
+`config` is a `RunConfig` (run_config.py): `mwnet_tf.main` builds it from
+the flags and writes it to a work directory's `config.json`. The runner
+builds a run from it, and the label audit (`mwnet_tf.audit`) rebuilds a
+finished run's training split from the saved file: same seed, so the same
+meta split and noisy labels.
 """
 
 import keras
@@ -20,34 +21,47 @@ def prepare_data(config, epoch=None, **overrides):
     """`mwnet_tf.data.prepare` with a run's data flags.
 
     Args:
-        config: The run's flag values.
+        config: The run's `RunConfig`.
         epoch: Optional epoch variable for the pipelines (see `prepare`).
         **overrides: `prepare` arguments that replace the config's, e.g.
             `path=` when the data has moved since the run.
     """
     arguments = dict(
-        data_dir=config["data_dir"], path=config["data_path"],
-        noise=config["noise"], noise_rate=config["noise_rate"],
-        imbalance_factor=config["imbalance_factor"],
-        meta_per_class=config["meta_per_class"], seed=config["seed"],
-        batch_size=config["batch_size"],
-        meta_batch_size=config["meta_batch_size"],
-        cache_dir=config["cache_dir"], train_subset=config["train_subset"],
-        download=config["download"], epoch=epoch)
+        data_dir=config.data_dir, path=config.data_path,
+        noise=config.noise, noise_rate=config.noise_rate,
+        imbalance_factor=config.imbalance_factor,
+        meta_per_class=config.meta_per_class, seed=config.seed,
+        batch_size=config.batch_size,
+        meta_batch_size=config.meta_batch_size,
+        cache_dir=config.cache_dir, train_subset=config.train_subset,
+        download=config.download, epoch=epoch)
     arguments.update(overrides)
-    return data_lib.prepare(config["dataset"], **arguments)
+    return data_lib.prepare(config.dataset, **arguments)
 
 
 def learning_rate_schedule(config, steps_per_epoch):
     """The classifier's step-decay schedule (a float when it never decays)."""
-    decay_epochs = [int(e) for e in config["lr_decay_epochs"]
-                    if int(e) < config["epochs"]]
+    decay_epochs = [int(e) for e in config.lr_decay_epochs
+                    if int(e) < config.epochs]
     if not decay_epochs:
-        return config["lr"]
+        return config.lr
     return keras.optimizers.schedules.PiecewiseConstantDecay(
         boundaries=[e * steps_per_epoch for e in decay_epochs],
-        values=[config["lr"] * config["lr_decay"] ** i
+        values=[config.lr * config.lr_decay ** i
                 for i in range(len(decay_epochs) + 1)])
+
+
+def compile_model(model, config, steps_per_epoch):
+    """Compiles the run's model with its optimisers (the paper's: SGD with
+    momentum and step decay for the classifier, Adam for V)."""
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            learning_rate_schedule(config, steps_per_epoch),
+            momentum=config.momentum, nesterov=config.nesterov),
+        meta_optimizer=keras.optimizers.Adam(config.meta_lr),
+        weight_decay=config.weight_decay,
+        meta_weight_decay=config.meta_weight_decay,
+        steps_per_execution=config.steps_per_execution)
 
 
 def build_model(config, num_classes, image_shape, label_counts=None):
@@ -57,42 +71,42 @@ def build_model(config, num_classes, image_shape, label_counts=None):
     task families of a class-aware V (`--vnet=class_aware`); a loaded V
     keeps the families it was trained with.
     """
-    model_kwargs = {"input_shape": tuple(image_shape), "seed": config["seed"]}
+    model_kwargs = {"input_shape": tuple(image_shape), "seed": config.seed}
     # .get: work directories written before the flag existed lack it.
-    if config.get("synchronized_batch_norm"):
+    if config.synchronized_batch_norm:
         model_kwargs["synchronized_batch_norm"] = True
-    if config["dropout_rate"] is not None:
-        model_kwargs["dropout_rate"] = config["dropout_rate"]
-    if config["pretrained_weights"]:
-        model_kwargs["weights"] = config["pretrained_weights"]
-    classifier = zoo.build(config["model"], num_classes, **model_kwargs)
-    if config["weighting_net"]:
-        weighting_net = load_weighting_net(config["weighting_net"])
-        if (config.get("vnet") == "class_aware"
+    if config.dropout_rate is not None:
+        model_kwargs["dropout_rate"] = config.dropout_rate
+    if config.pretrained_weights:
+        model_kwargs["weights"] = config.pretrained_weights
+    classifier = zoo.build(config.model, num_classes, **model_kwargs)
+    if config.weighting_net:
+        weighting_net = load_weighting_net(config.weighting_net)
+        if (config.vnet == "class_aware"
                 and not getattr(weighting_net, "class_aware", False)):
             raise ValueError(
-                f"vnet=class_aware, but weighting_net={config['weighting_net']}"
+                f"vnet=class_aware, but weighting_net={config.weighting_net}"
                 " is a plain (MW-Net) V; a loaded V keeps its kind: drop "
                 "vnet=class_aware or give a class-aware run's V.")
     else:
         families = {}
         # .get: work directories written before the flag existed lack it.
-        if config.get("vnet", "mlp") == "class_aware":
+        if config.vnet == "class_aware":
             if label_counts is None:
                 raise ValueError("vnet=class_aware needs the training label "
                                  "counts per class (label_counts).")
             families = dict(
                 class_families=task_families(label_counts,
-                                             config["vnet_families"]),
-                num_families=config["vnet_families"])
+                                             config.vnet_families),
+                num_families=config.vnet_families)
         weighting_net = WeightingNet(
-            hidden_sizes=[int(size) for size in config["vnet_hidden"]],
-            seed=config["seed"], **families)
+            hidden_sizes=[int(size) for size in config.vnet_hidden],
+            seed=config.seed, **families)
     return MetaWeightNet(
-        classifier, weighting_net, method=config["method"],
-        lookahead=config["lookahead"],
-        weight_normalization=config["weight_normalization"],
-        meta_interval=config["meta_interval"],
+        classifier, weighting_net, method=config.method,
+        lookahead=config.lookahead,
+        weight_normalization=config.weight_normalization,
+        meta_interval=config.meta_interval,
         # .get: work directories written before the flag existed lack it.
-        meta_warmup_steps=config.get("meta_warmup_steps", 0),
-        meta_scope=parse_meta_scope(config["meta_scope"]))
+        meta_warmup_steps=config.meta_warmup_steps,
+        meta_scope=parse_meta_scope(config.meta_scope))

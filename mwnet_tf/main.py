@@ -38,12 +38,9 @@ from mwnet_tf import experiment_flags  # noqa: E402
 from mwnet_tf import label_audit  # noqa: E402
 from mwnet_tf import precision  # noqa: E402
 from mwnet_tf import run_lock  # noqa: E402
+from mwnet_tf.run_config import RunConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
-# Flags that change how a run is watched or stored, not what it computes: a
-# work directory may be resumed with other values of these.
-_RUN_CONTROL_FLAGS = ("workdir", "overwrite", "verbose", "download",
-                      "cache_dir", "audit")
 # What the runner writes into a work directory; --overwrite removes these only.
 _OUTPUTS = ("config.json", "backup", "tensorboard", "history.csv",
             "results.json", "classifier.keras", "weighting_net.keras",
@@ -55,10 +52,8 @@ class ExperimentError(Exception):
 
 
 def resolved_config():
-    """The experiment's flag values, as written to `config.json`."""
-    defined = FLAGS.flags_by_module_dict()[experiment_flags.__name__]
-    return {flag.name: flag.value for flag in sorted(defined,
-                                                     key=lambda f: f.name)}
+    """The run the parsed flags describe (the one place flags are read)."""
+    return RunConfig.from_flags(FLAGS)
 
 
 def check_workdir(workdir, config, overwrite):
@@ -84,17 +79,13 @@ def check_workdir(workdir, config, overwrite):
             f"--workdir={workdir} is not empty and holds no config.json, so it "
             "is not a run of mwnet_tf.main; choose a new or empty directory.")
     with open(config_path) as file:
-        previous = json.load(file)
-    comparable = {k: v for k, v in config.items() if k not in _RUN_CONTROL_FLAGS}
-    previous = {k: v for k, v in previous.items() if k not in _RUN_CONTROL_FLAGS}
-    # A flag added since that run was made: the run used its default.
-    previous.update({k: FLAGS[k].default for k in comparable
-                     if k not in previous and k in FLAGS})
-    if previous == comparable:
+        # A setting added since that run was made: the run used its default.
+        previous = RunConfig.from_dict(json.load(file)).computed()
+    if previous == config.computed():
         return True
     if not overwrite:
-        changed = sorted(k for k in set(previous) | set(comparable)
-                         if previous.get(k) != comparable.get(k))
+        before, now = previous.to_dict(), config.computed().to_dict()
+        changed = sorted(k for k in now if before[k] != now[k])
         raise ExperimentError(
             f"--workdir={workdir} holds a run made with other flags "
             f"({', '.join('--' + k for k in changed)}); use another --workdir, "
@@ -121,43 +112,43 @@ def claim_workdir(workdir, config, resuming):
     # read it (check_workdir) while the chief may be writing it.
     partial = os.path.join(workdir, ".config.json.partial")
     with open(partial, "w") as file:
-        json.dump(config, file, indent=2, sort_keys=True)
+        json.dump(config.to_dict(), file, indent=2, sort_keys=True)
     os.replace(partial, os.path.join(workdir, "config.json"))
 
 
-def check_paths():
-    """Checks every path flag (and TF_CONFIG), and that bfloat16 is native
+def check_paths(config):
+    """Checks every path setting (and TF_CONFIG), and that bfloat16 is native
     where asked for, before anything expensive starts."""
-    if FLAGS.mixed_bfloat16:
+    if config.mixed_bfloat16:
         try:
             precision.check_bfloat16()
         except ValueError as error:
             raise ExperimentError(str(error)) from error
-    if FLAGS.distribute == "multi_worker":
+    if config.distribute == "multi_worker":
         try:
             distribute_lib.check_tf_config()
         except ValueError as error:
             raise ExperimentError(str(error)) from error
     try:
-        data_lib.check_data_paths(FLAGS.dataset, data_dir=FLAGS.data_dir,
-                                  path=FLAGS.data_path,
-                                  download=FLAGS.download)
+        data_lib.check_data_paths(config.dataset, data_dir=config.data_dir,
+                                  path=config.data_path,
+                                  download=config.download)
     except (ValueError, FileNotFoundError) as error:
         raise ExperimentError(str(error)) from error
     # zoo.resnet50 checks the file too, but only when the model is built,
     # after the data has been loaded.
-    weights = FLAGS.pretrained_weights
+    weights = config.pretrained_weights
     if weights and weights != "imagenet" and not os.path.isfile(weights):
         raise ExperimentError(
             f"--pretrained_weights={weights} is not a file; give a local "
             "ResNet-50 weights file, or `imagenet` to download them.")
-    if FLAGS.weighting_net:
-        if not os.path.isfile(FLAGS.weighting_net):
+    if config.weighting_net:
+        if not os.path.isfile(config.weighting_net):
             raise ExperimentError(
-                f"--weighting_net={FLAGS.weighting_net} is not a file; give "
+                f"--weighting_net={config.weighting_net} is not a file; give "
                 "the weighting_net.keras of a finished run.")
         try:  # A small file: loading it is the check.
-            mwnet_tf.load_weighting_net(FLAGS.weighting_net)
+            mwnet_tf.load_weighting_net(config.weighting_net)
         except ValueError as error:
             raise ExperimentError(f"--weighting_net: {error}") from error
 
@@ -184,21 +175,27 @@ def summarise(history, test_logs, statistics, steps_per_epoch):
     }
 
 
-def run():
-    """The experiment, once flags are parsed.
+def run(config=None):
+    """Runs an experiment.
+
+    Args:
+        config: The `RunConfig`; None reads it from the parsed flags.
 
     Returns:
         The results dict; None on a worker other than the chief.
     """
-    workdir = FLAGS.workdir
-    config = resolved_config()
-    check_paths()
+    if config is None:
+        config = resolved_config()
+    if not config.workdir:
+        raise ExperimentError("No work directory: give --workdir.")
+    workdir = config.workdir
+    check_paths(config)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
-        check_workdir(workdir, config, FLAGS.overwrite)  # Says why, in one line.
+        check_workdir(workdir, config, config.overwrite)  # Says why, in one line.
     # The chief alone writes the work directory, so it alone holds it; it
     # is known from TF_CONFIG before the strategy waits for every worker.
     # (A refused chief leaves the other workers waiting for it: README.)
-    writes_workdir = (FLAGS.distribute != "multi_worker"
+    writes_workdir = (config.distribute != "multi_worker"
                       or distribute_lib.is_chief_task(
                           distribute_lib.check_tf_config()))
     with contextlib.ExitStack() as stack:
@@ -211,7 +208,7 @@ def run():
                 raise ExperimentError(str(error)) from error
         # Only once the directory is held: what it holds cannot change
         # between this check and the run's first write.
-        resuming = check_workdir(workdir, config, FLAGS.overwrite)
+        resuming = check_workdir(workdir, config, config.overwrite)
         return _train_and_report(workdir, config, resuming, hold)
 
 
@@ -224,7 +221,7 @@ def _one_line(error):
 
 def _train_and_report(workdir, config, resuming, hold):
     """`run` once its input is checked and the work directory is held."""
-    if FLAGS.deterministic:
+    if config.deterministic:
         # Op determinism alone leaves MW-Net and L2RW steps run-to-run
         # different in graph mode (the per-example meta-gradient varies in
         # its last bits; CE does not, eager mode does not): the outcome
@@ -232,12 +229,12 @@ def _train_and_report(workdir, config, resuming, hold):
         # inter-op thread fixes the schedule. Must precede runtime start-up.
         tf.config.threading.set_inter_op_parallelism_threads(1)
         tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(FLAGS.seed)
-    if FLAGS.mixed_bfloat16:
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_bfloat16:
         keras.config.set_dtype_policy("mixed_bfloat16")
 
     # ## Strategy: with multi_worker, creating it waits for every worker.
-    strategy = distribute_lib.make_strategy(FLAGS.distribute)
+    strategy = distribute_lib.make_strategy(config.distribute)
     replicas = strategy.num_replicas_in_sync
     # Only the chief writes the work directory; the other workers run the
     # same steps (every collective op needs them) and write nothing of it.
@@ -247,9 +244,9 @@ def _train_and_report(workdir, config, resuming, hold):
         # a line per collective op of every traced function.
         tf.get_logger().setLevel("WARNING")
     for name in ("batch_size", "meta_batch_size"):
-        if FLAGS[name].value % replicas:
+        if getattr(config, name) % replicas:
             raise ExperimentError(
-                f"--{name}={FLAGS[name].value} does not split evenly over "
+                f"--{name}={getattr(config, name)} does not split evenly over "
                 f"{replicas} replicas; use a multiple of {replicas}.")
 
     # ## Data
@@ -274,15 +271,7 @@ def _train_and_report(workdir, config, resuming, hold):
         if getattr(model.weighting_net, "class_aware", False):
             logging.info("Class-aware V (CMW-Net): task family of each class "
                          "%s", list(model.weighting_net.class_families))
-        model.compile(
-            optimizer=keras.optimizers.SGD(
-                experiment.learning_rate_schedule(config,
-                                                  data.steps_per_epoch),
-                momentum=FLAGS.momentum, nesterov=FLAGS.nesterov),
-            meta_optimizer=keras.optimizers.Adam(FLAGS.meta_lr),
-            weight_decay=FLAGS.weight_decay,
-            meta_weight_decay=FLAGS.meta_weight_decay,
-            steps_per_execution=FLAGS.steps_per_execution)
+        experiment.compile_model(model, config, data.steps_per_epoch)
 
     # ## Fit: all input is valid, so the work directory becomes this run's.
     if chief:
@@ -295,7 +284,7 @@ def _train_and_report(workdir, config, resuming, hold):
     logging.info("%s %s", "Resuming" if resuming else "Starting", workdir)
     logs_dir = os.path.join(workdir, "tensorboard")
     history_path = os.path.join(workdir, "history.csv")
-    learned_weights = FLAGS.method in label_audit.METHODS
+    learned_weights = config.method in label_audit.METHODS
     # Order matters: callbacks that add to the epoch logs come before those
     # that record them.
     callbacks = [
@@ -314,9 +303,9 @@ def _train_and_report(workdir, config, resuming, hold):
     callbacks.append(callbacks_lib.FiniteBackupAndRestore(
         os.path.join(workdir, "backup"), delete_checkpoint=False,
         writes_backup=chief))
-    verbose = "auto" if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+    verbose = "auto" if config.verbose == "auto" else int(config.verbose)
     model.fit(mwnet_tf.with_meta(data.train, data.meta),
-              epochs=FLAGS.epochs, validation_data=data.test,
+              epochs=config.epochs, validation_data=data.test,
               callbacks=callbacks, verbose=verbose if chief else 0,
               shuffle=False)  # The pipeline shuffles, seeded per epoch.
     # Every worker evaluates (its share of the test set, in one collective).
@@ -346,8 +335,8 @@ def _train_and_report(workdir, config, resuming, hold):
         model.weighting_net.save(os.path.join(workdir, "weighting_net.keras"))
         callbacks_lib.plot_weighting_function(
             model, os.path.join(workdir, "weighting_function.png"),
-            title=f"{FLAGS.dataset} {FLAGS.noise} {FLAGS.noise_rate:g}")
-    if learned_weights and FLAGS.audit:
+            title=f"{config.dataset} {config.noise} {config.noise_rate:g}")
+    if learned_weights and config.audit:
         try:
             results["label_audit"] = label_audit.run_audit(
                 workdir, model.classifier, model.weighting_net, data,

@@ -47,6 +47,29 @@ def step_kinds_differ(method, meta_interval, meta_warmup_steps):
             or (method in ("mwnet", "l2rw") and meta_warmup_steps > 0))
 
 
+def check_steps_per_execution(method, meta_interval, meta_warmup_steps,
+                               steps_per_execution, num_replicas):
+    """Raises ValueError where several replicas would need the kind of step
+    chosen inside one call of the train function (`compile` and the flag
+    layer call this)."""
+    if (step_kinds_differ(method, meta_interval, meta_warmup_steps)
+            and num_replicas > 1 and steps_per_execution != 1):
+        raise ValueError(
+            "meta_interval > 1 or meta_warmup_steps > 0 under a "
+            "multi-replica strategy chooses the kind of step between calls "
+            "of the train function, so it needs steps_per_execution=1; got "
+            f"{steps_per_execution}.")
+
+
+def check_weighting_net_given(method, weighting_net):
+    """Raises ValueError for method="fixed" without a learned V."""
+    if method == "fixed" and weighting_net is None:
+        raise ValueError(
+            'method="fixed" trains with the weights of a learned V: give '
+            "it as weighting_net (a run's weighting_net.keras; in Python, "
+            "loaded with mwnet_tf.load_weighting_net).")
+
+
 def _check_families_fit(weighting_net, classifier):
     """A class-aware V must name a family for each of the classifier's classes."""
     families = getattr(weighting_net, "class_families", None)
@@ -150,11 +173,7 @@ class MetaWeightNet(FitWorkarounds):
             raise ValueError(
                 "The classifier must be built before it is wrapped: give it an "
                 "keras.Input or call it once on a batch.")
-        if method == "fixed" and weighting_net is None:
-            raise ValueError(
-                'method="fixed" trains with the weights of a learned V: pass '
-                "it as weighting_net, e.g. keras.models.load_model("
-                '"weighting_net.keras").')
+        check_weighting_net_given(method, weighting_net)
         # Ids, not the layers: a list of layers assigned here would be
         # tracked as sublayers of this model.
         self._lookahead_ids = layer_scope.lookahead_variable_ids(classifier,
@@ -239,14 +258,10 @@ class MetaWeightNet(FitWorkarounds):
                                               "count_meta_steps_of"):
             # Saved with V: how many meta steps trained it.
             self.weighting_net.count_meta_steps_of(meta_optimizer)
-        if (self._steps_differ()
-                and self.distribute_strategy.num_replicas_in_sync > 1
-                and self.steps_per_execution != 1):
-            raise ValueError(
-                "meta_interval > 1 or meta_warmup_steps > 0 under a "
-                "multi-replica strategy chooses the kind of step between calls "
-                "of the train function, so it needs steps_per_execution=1; got "
-                f"{self.steps_per_execution}.")
+        check_steps_per_execution(
+            self.method, self.meta_interval, self.meta_warmup_steps,
+            self.steps_per_execution,
+            self.distribute_strategy.num_replicas_in_sync)
         self.weight_decay = float(weight_decay)
         self.meta_weight_decay = float(meta_weight_decay)
         # Build now, outside any tf.function, so that the slots exist for the

@@ -22,6 +22,7 @@ from mwnet_tf import callbacks as callbacks_lib
 from mwnet_tf import experiment
 from mwnet_tf import label_audit
 from mwnet_tf import main as main_lib
+from mwnet_tf.run_config import RunConfig
 
 
 @pytest.fixture(autouse=True)
@@ -243,7 +244,7 @@ def _read_csv(path):
 def test_audit_rows_are_the_labels_the_run_trained_on(finished_run):
     workdir, results = finished_run
     with open(workdir / "config.json") as file:
-        config = json.load(file)
+        config = RunConfig.from_dict(json.load(file))
     data = experiment.prepare_data(config)
     examples = data.train_examples
     rows = _read_csv(workdir / "audit.csv")
@@ -389,7 +390,8 @@ def test_fixed_method_trains_with_the_learned_weighting_net(finished_run,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--method=fixed"], "--method=fixed trains with a learned V"),
+    (["--method=fixed"], "method=\"fixed\" trains with the weights of a "
+     "learned V: give it as weighting_net"),
     (["--method=ce", "--weighting_net=w.keras"],
      "--weighting_net is for --method=fixed or --method=mwnet"),
 ])

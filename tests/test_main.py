@@ -18,6 +18,7 @@ import mwnet_tf
 from mwnet_tf import callbacks as callbacks_lib
 from mwnet_tf import experiment
 from mwnet_tf import main as main_lib
+from mwnet_tf.run_config import RunConfig
 from mwnet_tf.weighting_net import task_families
 
 FLAGS = flags.FLAGS
@@ -254,33 +255,33 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(image_tree, tmp_path):
 
 def test_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
     workdir = str(tmp_path / "run")
-    assert main_lib.check_workdir(workdir, {"lr": 0.1}, False) is False
-    main_lib.claim_workdir(workdir, {"lr": 0.1}, resuming=False)
+    assert main_lib.check_workdir(workdir, RunConfig(lr=0.1), False) is False
+    main_lib.claim_workdir(workdir, RunConfig(lr=0.1), resuming=False)
     with open(os.path.join(workdir, "notes.txt"), "w") as file:
         file.write("mine")
     with open(os.path.join(workdir, "results.json"), "w") as file:
         file.write("{}")
     # Watching flags may change on resume; computing flags may not.
-    assert main_lib.check_workdir(workdir, {"lr": 0.1, "verbose": "2"},
+    assert main_lib.check_workdir(workdir, RunConfig(lr=0.1, verbose="2"),
                                   False) is True
     with pytest.raises(main_lib.ExperimentError, match="--lr.*--overwrite"):
-        main_lib.check_workdir(workdir, {"lr": 0.2}, False)
-    assert main_lib.check_workdir(workdir, {"lr": 0.2}, True) is False
+        main_lib.check_workdir(workdir, RunConfig(lr=0.2), False)
+    assert main_lib.check_workdir(workdir, RunConfig(lr=0.2), True) is False
     # Checking wrote nothing; claiming replaces only the runner's outputs.
     assert os.path.exists(os.path.join(workdir, "results.json"))
-    main_lib.claim_workdir(workdir, {"lr": 0.2}, resuming=False)
+    main_lib.claim_workdir(workdir, RunConfig(lr=0.2), resuming=False)
     with open(os.path.join(workdir, "config.json")) as file:
-        assert json.load(file) == {"lr": 0.2}
+        assert json.load(file) == RunConfig(lr=0.2).to_dict()
     assert not os.path.exists(os.path.join(workdir, "results.json"))
     assert os.path.exists(os.path.join(workdir, "notes.txt"))
     other = tmp_path / "other"
     other.mkdir()
     (other / "data.bin").write_text("x")
     with pytest.raises(main_lib.ExperimentError, match="not a run"):
-        main_lib.check_workdir(str(other), {"lr": 0.1}, False)
+        main_lib.check_workdir(str(other), RunConfig(lr=0.1), False)
     # A file where the directory should be: one clear error, the file kept.
     with pytest.raises(main_lib.ExperimentError, match="is a file"):
-        main_lib.check_workdir(str(other / "data.bin"), {"lr": 0.1}, False)
+        main_lib.check_workdir(str(other / "data.bin"), RunConfig(lr=0.1), False)
     assert (other / "data.bin").read_text() == "x"
 
 
@@ -290,7 +291,7 @@ def test_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
     (["--method=mentornet"], "method"),
     (["--noise=gaussian"], "noise"),
     (["--dataset=mnist"], "dataset"),
-    (["--dataset=folder"], "need --data_path"),
+    (["--dataset=folder"], "dataset='folder' needs path="),
     (["--pretrained_weights=w.h5"], "resnet50 only"),
     (["--vnet_hidden=0"], "vnet_hidden"),
     (["--meta_scope=0"], "meta_scope"),
@@ -338,19 +339,28 @@ def test_bad_tf_config_fails_before_training(tf_config, message, tmp_path,
 
 
 def test_run_from_before_a_new_flag_resumes(tmp_path):
-    """A config.json without a flag added since: the run used its default."""
-    workdir = str(tmp_path / "run")
+    """A config.json without a setting added since (the run used its
+    default), with list flags saved as strings as older runs saved them."""
+    workdir = tmp_path / "run"
     with flagsaver.flagsaver():
         _parse([f"--workdir={workdir}"])
         config = main_lib.resolved_config()
-    older = {k: v for k, v in config.items() if k != "synchronized_batch_norm"}
-    main_lib.claim_workdir(workdir, older, resuming=False)
-    with flagsaver.flagsaver():
-        assert main_lib.check_workdir(workdir, config, False) is True
-        changed = dict(config, synchronized_batch_norm=True)
-        with pytest.raises(main_lib.ExperimentError,
-                           match="--synchronized_batch_norm"):
-            main_lib.check_workdir(workdir, changed, False)
+    older = config.to_dict()
+    del older["synchronized_batch_norm"]
+    older["vnet_hidden"] = [str(v) for v in older["vnet_hidden"]]
+    older["lr_decay_epochs"] = [str(v) for v in older["lr_decay_epochs"]]
+    os.makedirs(workdir)
+    with open(workdir / "config.json", "w") as file:
+        json.dump(older, file)
+    assert main_lib.check_workdir(str(workdir), config, False) is True
+    with pytest.raises(main_lib.ExperimentError,
+                       match="--synchronized_batch_norm"):
+        main_lib.check_workdir(str(workdir),
+                               config.replace(synchronized_batch_norm=True),
+                               False)
+    # Run-control settings may differ.
+    assert main_lib.check_workdir(str(workdir), config.replace(
+        verbose="2", audit=False), False) is True
 
 
 @pytest.mark.parametrize("flag, layers", [
@@ -466,7 +476,7 @@ def test_workdir_lock_is_exclusive_and_leaves_no_trace_on_bad_input(
     assert not run_lock_held(existing)
     # The lock file is not mistaken for another program's files.
     os.remove(existing / "notes.txt")
-    assert main_lib.check_workdir(str(existing), {}, False) is True
+    assert main_lib.check_workdir(str(existing), RunConfig(), False) is True
 
 
 def test_a_refused_run_leaves_the_users_directory_as_it_was(tmp_path):

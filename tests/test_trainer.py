@@ -254,7 +254,7 @@ def test_fixed_weighting_net_step_is_a_weighted_cross_entropy_step(
 
 
 def test_fixed_method_needs_a_weighting_net():
-    with pytest.raises(ValueError, match='method="fixed" .* pass it as '
+    with pytest.raises(ValueError, match='method="fixed" .* give it as '
                        "weighting_net"):
         mwnet_tf.MetaWeightNet(_classifier(), method="fixed")
 

@@ -28,14 +28,17 @@ from mwnet_tf.data.pipeline import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN,
                                     IMAGENET_STD, array_dataset, file_dataset,
                                     normalize, pad_crop_flip)
 from mwnet_tf.data.preparation import (DATASETS, PreparedData,
-                                       check_data_paths, prepare)
+                                       check_data_paths,
+                                       check_noise_of_dataset,
+                                       check_path_given, prepare)
 from mwnet_tf.data.source import Source, Split
 from mwnet_tf.data.tfds_source import load_tfds
 
 __all__ = [
     "CIFAR_MEAN", "CIFAR_STD", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD",
     "NOISE_TYPES", "PreparedData", "Source", "Split", "array_dataset",
-    "check_data_paths", "corrupt_labels", "file_dataset",
+    "check_data_paths", "check_noise_of_dataset", "check_path_given",
+    "corrupt_labels", "file_dataset",
     "label_noise_statistics", "load_clothing1m", "load_image_folder",
     "load_tfds", "long_tailed_counts", "long_tailed_indices",
     "noise_transition_matrix", "normalize", "pad_crop_flip", "prepare",

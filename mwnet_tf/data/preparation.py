@@ -172,15 +172,31 @@ def _check_arguments(dataset, noise, noise_rate, imbalance_factor,
         raise ValueError(
             "epoch must be None or a scalar integer tf.Variable holding the "
             f"current epoch; got {epoch!r}.")
+    check_noise_of_dataset(dataset, noise)
     if dataset == "clothing1m":
-        if noise != "none":
-            raise ValueError(
-                "Clothing1M's labels are already noisy; use noise='none' "
-                f"(got {noise!r}).")
         if imbalance_factor != 1:
             raise ValueError(
                 "imbalance_factor is not supported for Clothing1M; use 1.")
         clothing1m_lib.check_meta_split(clothing1m_meta)
+
+
+def check_noise_of_dataset(dataset, noise):
+    """Raises ValueError for synthetic noise on labels that come noisy."""
+    if dataset == "clothing1m" and noise != "none":
+        raise ValueError(
+            "Clothing1M's labels are already noisy; use noise='none' "
+            f"(got {noise!r}).")
+
+
+def check_path_given(dataset, path):
+    """Raises ValueError when a data set that reads files has no path (the
+    part of `check_data_paths` that needs no filesystem)."""
+    _check_dataset(dataset)
+    if dataset not in tfds_source.TFDS_NAMES and path is None:
+        what = ("an image folder (<root>/train/<class>/<image>) or a "
+                ".tar.gz of one" if dataset == "folder"
+                else "the Clothing1M root (with images/ and annotations/)")
+        raise ValueError(f"dataset={dataset!r} needs path= {what}.")
 
 
 def check_data_paths(dataset, data_dir=None, path=None, download=True):
@@ -217,11 +233,7 @@ def check_data_paths(dataset, data_dir=None, path=None, download=True):
                 f"data_dir {data_dir!r} does not exist and download=False; "
                 "pass the directory where tfds prepared the data.")
         return
-    if path is None:
-        what = ("an image folder (<root>/train/<class>/<image>) or a "
-                ".tar.gz of one" if dataset == "folder"
-                else "the Clothing1M root (with images/ and annotations/)")
-        raise ValueError(f"dataset={dataset!r} needs path= {what}.")
+    check_path_given(dataset, path)
     # A missing path is named before an unused data_dir: it is the likelier
     # mistake, and the one to fix first.
     if dataset == "clothing1m":
