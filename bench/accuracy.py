@@ -178,7 +178,7 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
     `extra_flags` go last on the mwnet_tf.main command line, so they override
     the protocol's and the variant's (the record's command includes them).
     """
-    from mwnet_tf.callbacks import read_history
+    from mwnet_tf.runner.callbacks import read_history
 
     name = os.path.basename(result_path("", protocol, noise, variant, seed,
                                         rate))
@@ -242,7 +242,7 @@ def audit_existing(results_dir, scratch):
     Audits each run's work directory in `scratch` if it is still there (the
     audit needs the saved classifier); returns the names audited.
     """
-    from mwnet_tf import audit
+    from mwnet_tf.audit import command as audit
 
     audited = []
     for name in sorted(os.listdir(results_dir)):
@@ -391,7 +391,7 @@ STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
 def v_shape(record):
     """V's shape over the losses the audit saw (or, for records older than
     that, over losses 0-10, marked so)."""
-    from mwnet_tf import label_audit
+    from mwnet_tf.audit import label_audit
     audit = record["results"].get("label_audit") or {}
     if audit.get("weighting_function"):
         return audit["weighting_function"]["shape"]

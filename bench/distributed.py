@@ -80,7 +80,7 @@ def run_one(config, args):
         output = subprocess.run(command, check=True, capture_output=True,
                                 text=True).stdout
         return json.loads(output.strip().splitlines()[-1])
-    from mwnet_tf import local_cluster
+    from mwnet_tf.testing import local_cluster
     with tempfile.TemporaryDirectory() as logs:
         chief_log = local_cluster.run_workers(command, logs, timeout=1800)[0]
     return json.loads(chief_log.strip().splitlines()[-1])

@@ -149,6 +149,6 @@ BACKUP_AND_RESTORE_SAVE_MODEL = PrivateHook(
     owner=keras.callbacks.BackupAndRestore,
     name="_save_model",
     parameters=("self",),
-    overridden_by="mwnet_tf.callbacks.FiniteBackupAndRestore")
+    overridden_by="mwnet_tf.runner.callbacks.FiniteBackupAndRestore")
 
 PRIVATE_HOOKS = (MODEL_MAYBE_SYMBOLIC_BUILD, BACKUP_AND_RESTORE_SAVE_MODEL)

@@ -30,3 +30,9 @@ def two_replica_strategy():
         pytest.skip("the CPU could not be split into two logical devices "
                     "(the runtime was initialised before tests/conftest.py)")
     return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+
+# The runner's flags, as `python -m mwnet_tf.main` defines them before it
+# parses its command line: tests parse them and call the runner directly.
+from mwnet_tf.runner import experiment_flags  # noqa: E402
+
+experiment_flags.define_flags()

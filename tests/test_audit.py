@@ -1,4 +1,4 @@
-"""The label audit (mwnet_tf.label_audit, mwnet_tf.audit) and reusing a learned V."""
+"""The label audit (mwnet_tf.audit) and reusing a learned V."""
 
 import csv
 import json
@@ -17,12 +17,12 @@ from test_main import REPO, _image_tree, _parse, _run, _tiny_args
 
 import mwnet_tf
 import mwnet_tf.data
-from mwnet_tf import audit as audit_lib
-from mwnet_tf import callbacks as callbacks_lib
-from mwnet_tf import experiment
-from mwnet_tf import label_audit
-from mwnet_tf import main as main_lib
-from mwnet_tf.run_config import RunConfig
+from mwnet_tf.audit import command as audit_lib
+from mwnet_tf.runner import callbacks as callbacks_lib
+from mwnet_tf.runner import experiment
+from mwnet_tf.audit import label_audit
+from mwnet_tf.runner import main as main_lib
+from mwnet_tf.runner.run_config import RunConfig
 
 
 @pytest.fixture(autouse=True)

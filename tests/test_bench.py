@@ -224,7 +224,7 @@ def test_accuracy_trains_one_tiny_variant_end_to_end(tiny_archive, tmp_path):
 
 
 def test_audit_csv_writes_and_times_the_csv(tmp_path):
-    from mwnet_tf import label_audit
+    from mwnet_tf.audit import label_audit
 
     rows = 500
     path = tmp_path / "audit.csv"

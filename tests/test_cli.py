@@ -9,9 +9,9 @@ import sys
 import pytest
 from absl import flags
 
-from mwnet_tf import command_line
-from mwnet_tf import experiment_flags
-from mwnet_tf import main as main_lib
+from mwnet_tf.runner import command_line
+from mwnet_tf.runner import experiment_flags
+from mwnet_tf.runner import main as main_lib
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -154,7 +154,8 @@ def test_importing_the_library_sets_nothing_and_loads_tensorflow_on_use():
         assert mwnet_tf.__version__
         import keras
         assert keras.saving.get_registered_object("mwnet_tf>WeightingNet")
-        from mwnet_tf import audit, label_audit, data
+        from mwnet_tf import data
+        from mwnet_tf.audit import command, label_audit
         assert mwnet_tf.data is data
         assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     """

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import callbacks
+from mwnet_tf.runner import callbacks
 from mwnet_tf import keras_compat
 
 

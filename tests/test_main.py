@@ -15,10 +15,10 @@ from absl.testing import flagsaver
 from PIL import Image
 
 import mwnet_tf
-from mwnet_tf import callbacks as callbacks_lib
-from mwnet_tf import experiment
-from mwnet_tf import main as main_lib
-from mwnet_tf.run_config import RunConfig
+from mwnet_tf.runner import callbacks as callbacks_lib
+from mwnet_tf.runner import experiment
+from mwnet_tf.runner import main as main_lib
+from mwnet_tf.runner.run_config import RunConfig
 from mwnet_tf.weighting_net import task_families
 
 FLAGS = flags.FLAGS
@@ -440,7 +440,7 @@ def test_a_second_run_on_a_busy_workdir_refuses_and_changes_nothing(
 
 
 def run_lock_held(workdir):
-    from mwnet_tf import run_lock
+    from mwnet_tf.runner import run_lock
     try:
         with run_lock.exclusive_workdir(str(workdir)):
             return False
@@ -450,7 +450,7 @@ def run_lock_held(workdir):
 
 def test_workdir_lock_is_exclusive_and_leaves_no_trace_on_bad_input(
         tmp_path):
-    from mwnet_tf import run_lock
+    from mwnet_tf.runner import run_lock
     workdir = tmp_path / "new"
     with run_lock.exclusive_workdir(str(workdir)):
         assert run_lock_held(workdir)
@@ -546,7 +546,7 @@ def test_an_untrained_weighting_net_is_refused(tmp_path):
 @pytest.mark.slow
 def test_a_failing_audit_keeps_the_results_and_says_why(
         image_tree, tmp_path, monkeypatch, caplog):
-    from mwnet_tf import label_audit
+    from mwnet_tf.audit import label_audit
 
     def broken_audit(*args, **kwargs):
         raise ImportError("No module named 'keras_cv'")

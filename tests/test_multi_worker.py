@@ -1,6 +1,6 @@
 """Multi-worker training: real worker processes on localhost ports.
 
-Each test starts two workers with TF_CONFIG (mwnet_tf.local_cluster), as a
+Each test starts two workers with TF_CONFIG (mwnet_tf.testing.local_cluster), as a
 launcher on two machines would, and checks them against one process on the
 same global batches.
 """
@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 import multi_worker_program as program
-from mwnet_tf import local_cluster as cluster
+from mwnet_tf.testing import local_cluster as cluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER_TIMEOUT = 300  # Seconds; the slowest run here takes about a minute.

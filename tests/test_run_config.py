@@ -6,9 +6,9 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from mwnet_tf import experiment_flags
-from mwnet_tf import main as main_lib  # noqa: F401  (defines the flags)
-from mwnet_tf.run_config import DEFAULTS, RUN_CONTROL, RunConfig
+from mwnet_tf.runner import experiment_flags
+from mwnet_tf.runner import main as main_lib  # noqa: F401
+from mwnet_tf.runner.run_config import DEFAULTS, RUN_CONTROL, RunConfig
 
 FLAGS = flags.FLAGS
 

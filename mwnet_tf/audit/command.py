@@ -6,7 +6,7 @@ Rebuilds the run's training split from its config.json (same seed: the same
 meta split and noisy labels), checks it against the run's results.json,
 scores every example with the saved classifier and V, and writes audit.csv,
 suspect_labels.png and `label_audit` in results.json (see
-`mwnet_tf.label_audit`). `mwnet_tf.main` does the same at the end of a run
+`mwnet_tf.audit.label_audit`). `mwnet_tf.main` does the same at the end of a run
 unless --noaudit. Pass --data_path / --data_dir / --cache_dir when the data
 has moved since the run.
 """
@@ -18,19 +18,14 @@ import sys
 from absl import app
 from absl import flags
 
-from mwnet_tf import command_line
-
-# TensorFlow reads its C++ log level once, when it is first imported: quiet
-# it for the command (a level the user set wins), never for an import.
-if command_line.started_as_program(__name__):
-    command_line.quiet_tensorflow_logs()
+from mwnet_tf.runner import command_line
 
 import keras  # noqa: E402
 
 from mwnet_tf import data as data_lib  # noqa: E402
-from mwnet_tf import experiment  # noqa: E402
-from mwnet_tf import label_audit  # noqa: E402
-from mwnet_tf.run_config import RunConfig  # noqa: E402
+from mwnet_tf.runner import experiment  # noqa: E402
+from mwnet_tf.audit import label_audit  # noqa: E402
+from mwnet_tf.runner.run_config import RunConfig  # noqa: E402
 from mwnet_tf.weighting_net import load_weighting_net  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -175,6 +170,8 @@ def help_text():
             f"{command_line.LOGGING_HELP}\n")
 
 
-if __name__ == "__main__":
+
+def cli():
+    """`python -m mwnet_tf.audit`."""
     define_flags()
     command_line.run(main, help_text)

@@ -11,7 +11,7 @@ import zoo
 from mwnet_tf.data import DATASETS, NOISE_TYPES
 from mwnet_tf.distribute import STRATEGIES
 from mwnet_tf.layer_scope import parse_meta_scope
-from mwnet_tf.run_config import DEFAULTS
+from mwnet_tf.runner.run_config import DEFAULTS
 from mwnet_tf import data as data_lib
 from mwnet_tf import trainer
 from mwnet_tf.trainer import LOOKAHEADS, METHODS, WEIGHT_NORMALIZATIONS

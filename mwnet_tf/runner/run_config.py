@@ -4,7 +4,7 @@
 (`RunConfig.from_flags`) or from a work directory's saved `config.json`
 (`RunConfig.from_dict`), and from then on the only source of settings; data,
 model, optimisers, callbacks and the audit are built from it
-(`mwnet_tf.experiment`). Its defaults are the flags' defaults
+(`mwnet_tf.runner.experiment`). Its defaults are the flags' defaults
 (`experiment_flags` defines each flag with the default declared here).
 
 To add a setting: a field here (with its type and default), its flag in
