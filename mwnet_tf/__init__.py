@@ -29,16 +29,18 @@ _LAZY = {
     "weight_layers": "mwnet_tf.layer_scope",
     "WeightingNet": "mwnet_tf.weighting_net",
     "load_weighting_net": "mwnet_tf.weighting_net",
+    "task_families": "mwnet_tf.weighting_net",
     "with_meta": "mwnet_tf.inputs",
 }
 __all__ = ["MetaWeightNet", "WeightingNet", "load_weighting_net",
-           "lookahead_layers", "weight_layers", "with_meta"]
+           "lookahead_layers", "task_families", "weight_layers", "with_meta"]
 
 if _typing.TYPE_CHECKING:  # For type checkers and IDEs; never at run time.
     from mwnet_tf.inputs import with_meta
     from mwnet_tf.layer_scope import lookahead_layers, weight_layers
     from mwnet_tf.trainer import MetaWeightNet
-    from mwnet_tf.weighting_net import WeightingNet, load_weighting_net
+    from mwnet_tf.weighting_net import (WeightingNet, load_weighting_net,
+                                        task_families)
 
 
 def _import_public_names():
