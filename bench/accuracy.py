@@ -112,7 +112,7 @@ VARIANTS = {
     # V as learned by mwnet_block on the other seed's labels (seed 1 <-> 2),
     # frozen: no meta step, the cost of CE.
     "fixed": ["--method=fixed", "--weighting_net={weighting_nets}/"
-              "{noise}40_mwnet_block_seed{other_seed}.keras"],
+              "{noise}_mwnet_block_seed{other_seed}.keras"],
 }
 # 0.1 x the mean weight of mwnet_block (seed 1) over its 20 epochs: 0.797
 # under uniform noise, 0.607 under flip noise.
@@ -525,6 +525,9 @@ def main():
     if not all(0.0 < rate <= 1.0 for rate in rates):
         sys.exit(f"accuracy.py: error: --noise_rates={args.noise_rates}: give "
                  "comma-separated numbers in (0, 1], e.g. 0.4,0.6.")
+    if "ce_matched_lr" in variants and set(noises) - set(MATCHED_LR):
+        sys.exit("accuracy.py: error: ce_matched_lr has a matched learning "
+                 f"rate for {', '.join(MATCHED_LR)} noise only.")
     unknown = ([n for n in noises if n not in ALL_NOISES]
                + [v for v in variants if v not in VARIANTS]
                + [s for s in seeds if not s.isdigit()])

@@ -351,3 +351,27 @@ def test_distributed_table_over_one_device_replicas_and_workers():
             seconds / float(table[0]["s / step"]), rel=0.05, abs=0.01)
         # Per-replica BatchNorm was not timed: no ratio to it.
         assert row["x per-replica BN"] == "-"
+
+
+def test_accuracy_variants_name_the_files_they_need():
+    """The fixed variant reuses the other seed's committed mwnet_block V at
+    every noise rate; ce_matched_lr is refused where no rate is matched."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_accuracy", os.path.join(REPO, "bench", "accuracy.py"))
+    accuracy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(accuracy)
+    flags = accuracy.variant_flags("fixed", "uniform", 2)
+    assert flags[-1] == ("--weighting_net=bench/results/weighting_nets/"
+                         "uniform40_mwnet_block_seed1.keras")
+    assert accuracy.missing_inputs("fixed", "uniform", 2) == []
+    assert accuracy.variant_flags("fixed", "asym", 1, rate=0.6)[-1].endswith(
+        "asym60_mwnet_block_seed2.keras")
+    assert os.path.basename(accuracy.result_path(
+        "", "reduced", "asym", "cmwnet", 1, 0.6)) == "asym60_cmwnet_seed1.json"
+    process = subprocess.run(
+        [sys.executable, "bench/accuracy.py", "--noises=asym",
+         "--variants=ce_matched_lr"], cwd=REPO, capture_output=True,
+        text=True, timeout=TIMEOUT_SECONDS)
+    assert process.returncode != 0
+    assert "matched learning rate for uniform, flip noise only" in (
+        process.stderr)

@@ -291,7 +291,7 @@ def test_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
     (["--method=mentornet"], "method"),
     (["--noise=gaussian"], "noise"),
     (["--dataset=mnist"], "dataset"),
-    (["--dataset=folder"], "dataset='folder' needs path="),
+    (["--dataset=folder"], "dataset='folder' needs --data_path"),
     (["--pretrained_weights=w.h5"], "resnet50 only"),
     (["--vnet_hidden=0"], "vnet_hidden"),
     (["--meta_scope=0"], "meta_scope"),

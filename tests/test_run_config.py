@@ -49,3 +49,14 @@ def test_computed_ignores_run_control_only():
     assert DEFAULTS.replace(seed=2).computed() != DEFAULTS.computed()
     with pytest.raises(Exception):
         config.seed = 4  # Frozen: a run's settings do not change under it.
+
+
+def test_settings_it_does_not_know_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown settings meta_dropout"):
+        RunConfig.from_dict(dict(DEFAULTS.to_dict(), meta_dropout=0.1))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(json.dumps(dict(
+        DEFAULTS.to_dict(), meta_dropout=0.1)))
+    with pytest.raises(main_lib.ExperimentError, match="cannot read"):
+        main_lib.check_workdir(str(workdir), DEFAULTS, False)

@@ -107,7 +107,7 @@ def check_noise(noise, rate, num_classes=None, class_names=None):
             "bird->airplane, deer->horse, cat<->dog) and needs 10 classes in "
             f"CIFAR-10 label order; got num_classes={num_classes}. Use "
             "'flip' for a seeded one-target mapping of any number of classes.")
-    if noise == "asym":
+    if noise in ("asym", "pair"):
         expected = _ASYM_CLASS_NAMES.get(int(num_classes))
         if expected is None:
             raise ValueError(
@@ -122,7 +122,7 @@ def check_noise(noise, rate, num_classes=None, class_names=None):
                 mismatch = next(i for i, (got, want) in enumerate(
                     zip(names, expected)) if got != want)
                 raise ValueError(
-                    f"asym noise maps CIFAR-{len(expected)}'s classes by "
+                    f"{noise} noise maps CIFAR-{len(expected)}'s classes by "
                     f"label, but class {mismatch} here is "
                     f"{class_names[mismatch]!r}, not {expected[mismatch]!r}; "
                     "give CIFAR's classes (a folder's sort into CIFAR's "

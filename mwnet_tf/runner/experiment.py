@@ -64,6 +64,22 @@ def compile_model(model, config, steps_per_epoch):
         steps_per_execution=config.steps_per_execution)
 
 
+def check_loaded_weighting_net(config, weighting_net):
+    """A loaded V keeps its kind and families (`vnet` and `vnet_families`
+    are for a new V), but cannot satisfy vnet=class_aware if it is plain.
+
+    Returns:
+        `weighting_net`.
+    """
+    if (config.vnet == "class_aware"
+            and not getattr(weighting_net, "class_aware", False)):
+        raise ValueError(
+            f"vnet=class_aware, but weighting_net={config.weighting_net} is a "
+            "plain (MW-Net) V; a loaded V keeps its kind: drop "
+            "vnet=class_aware or give a class-aware run's V.")
+    return weighting_net
+
+
 def build_model(config, num_classes, image_shape, label_counts=None):
     """The run's `MetaWeightNet`: a zoo classifier and V (new or loaded).
 
@@ -72,7 +88,6 @@ def build_model(config, num_classes, image_shape, label_counts=None):
     keeps the families it was trained with.
     """
     model_kwargs = {"input_shape": tuple(image_shape), "seed": config.seed}
-    # .get: work directories written before the flag existed lack it.
     if config.synchronized_batch_norm:
         model_kwargs["synchronized_batch_norm"] = True
     if config.dropout_rate is not None:
@@ -81,16 +96,10 @@ def build_model(config, num_classes, image_shape, label_counts=None):
         model_kwargs["weights"] = config.pretrained_weights
     classifier = zoo.build(config.model, num_classes, **model_kwargs)
     if config.weighting_net:
-        weighting_net = load_weighting_net(config.weighting_net)
-        if (config.vnet == "class_aware"
-                and not getattr(weighting_net, "class_aware", False)):
-            raise ValueError(
-                f"vnet=class_aware, but weighting_net={config.weighting_net}"
-                " is a plain (MW-Net) V; a loaded V keeps its kind: drop "
-                "vnet=class_aware or give a class-aware run's V.")
+        weighting_net = check_loaded_weighting_net(
+            config, load_weighting_net(config.weighting_net))
     else:
         families = {}
-        # .get: work directories written before the flag existed lack it.
         if config.vnet == "class_aware":
             if label_counts is None:
                 raise ValueError("vnet=class_aware needs the training label "
@@ -107,6 +116,5 @@ def build_model(config, num_classes, image_shape, label_counts=None):
         lookahead=config.lookahead,
         weight_normalization=config.weight_normalization,
         meta_interval=config.meta_interval,
-        # .get: work directories written before the flag existed lack it.
         meta_warmup_steps=config.meta_warmup_steps,
         meta_scope=parse_meta_scope(config.meta_scope))

@@ -157,7 +157,8 @@ def define_flags():
                       "(MW-Net: one weighting function), class_aware "
                       "(CMW-Net: one head per task family of classes, "
                       "families from k-means on the classes' training label "
-                      "counts; README: when to use it).")
+                      "counts; README: when to use it). A V loaded with "
+                      "--weighting_net keeps its own kind and families.")
     flags.DEFINE_integer("vnet_families", DEFAULTS.vnet_families,
                          "Task families (heads) of "
                          "--vnet=class_aware.", lower_bound=1)
@@ -210,9 +211,10 @@ def define_flags():
         "lr_decay_epochs", lambda values: _positive_ints(values, allow_empty=True),
         message="--lr_decay_epochs must be positive integers, e.g. 80,100.")
     # Rules of the library, checked by the library's own functions (their
-    # messages name the library's arguments, which are the flags' names).
+    # messages name the library's arguments: the flags' names, but for
+    # prepare's path=, which is --data_path).
     _library_rule(["dataset", "data_path"], lambda f: data_lib.check_path_given(
-        f["dataset"], f["data_path"]))
+        f["dataset"], f["data_path"]), renamed={"path=": "--data_path"})
     _library_rule(["dataset", "noise"], lambda f: data_lib.check_noise_of_dataset(
         f["dataset"], f["noise"]))
     _library_rule(["method", "weighting_net"],
@@ -241,14 +243,18 @@ def define_flags():
         message="--dropout_rate is for Wide ResNets (--model=wrn28_10, ...).")
 
 
-def _library_rule(names, check):
+def _library_rule(names, check, renamed=None):
     """Validates flags `names` with a library check that raises ValueError;
-    its message becomes the flag error."""
+    its message becomes the flag error (with the library's argument names
+    in `renamed` replaced by their flags')."""
     def validator(values):
         try:
             check(values)
         except ValueError as error:
-            raise flags.ValidationError(str(error)) from error
+            message = str(error)
+            for argument, flag in (renamed or {}).items():
+                message = message.replace(argument, flag)
+            raise flags.ValidationError(message) from error
         return True
     flags.register_multi_flags_validator(names, validator)
 

@@ -74,8 +74,14 @@ def check_workdir(workdir, config, overwrite):
             f"--workdir={workdir} is not empty and holds no config.json, so it "
             "is not a run of mwnet_tf.main; choose a new or empty directory.")
     with open(config_path) as file:
+        saved = json.load(file)
+    try:
         # A setting added since that run was made: the run used its default.
-        previous = RunConfig.from_dict(json.load(file)).computed()
+        previous = RunConfig.from_dict(saved).computed()
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ExperimentError(
+            f"--workdir={workdir} holds a config.json this version cannot "
+            f"read ({error}); use another --workdir.") from error
     if previous == config.computed():
         return True
     if not overwrite:
@@ -143,7 +149,8 @@ def check_paths(config):
                 f"--weighting_net={config.weighting_net} is not a file; give "
                 "the weighting_net.keras of a finished run.")
         try:  # A small file: loading it is the check.
-            mwnet_tf.load_weighting_net(config.weighting_net)
+            experiment.check_loaded_weighting_net(
+                config, mwnet_tf.load_weighting_net(config.weighting_net))
         except ValueError as error:
             raise ExperimentError(f"--weighting_net: {error}") from error
 

@@ -88,8 +88,17 @@ class RunConfig:
 
         Values are converted to the fields' types (a list flag's strings to
         integers); settings the dict lacks (it predates them) take their
-        defaults, and keys that are not settings are ignored.
+        defaults.
+
+        Raises:
+            ValueError: For keys that are not settings (a config.json written
+                by a newer version, or not by mwnet_tf).
         """
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise ValueError(
+                f"unknown settings {', '.join(unknown)}: written by a newer "
+                "mwnet_tf, or not by mwnet_tf.")
         hints = typing.get_type_hints(cls)
         return cls(**{name: _converted(hints[name], values[name])
                       for name in cls.names() if name in values})

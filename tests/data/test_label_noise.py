@@ -90,12 +90,13 @@ def test_asym_accepts_cifar_class_names(names):
     noise_lib.noise_transition_matrix(10, "asym", P, 0, class_names=names)
 
 
-def test_asym_refuses_classes_in_another_order():
+@pytest.mark.parametrize("noise", ["asym", "pair"])
+def test_asym_refuses_classes_in_another_order(noise):
     names = list(noise_lib.CIFAR10_CLASS_NAMES)
     names[1], names[9] = names[9], names[1]
-    with pytest.raises(ValueError, match="class 1 here is 'truck', not "
-                       "'automobile'"):
-        noise_lib.noise_transition_matrix(10, "asym", P, 0, class_names=names)
+    with pytest.raises(ValueError, match=f"{noise} noise maps CIFAR-10's .* "
+                       "class 1 here is 'truck', not 'automobile'"):
+        noise_lib.noise_transition_matrix(10, noise, P, 0, class_names=names)
 
 
 def test_uniform_realised_rate(clean_labels):
