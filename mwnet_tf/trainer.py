@@ -30,6 +30,7 @@ from keras import ops
 from mwnet_tf import layer_scope
 from mwnet_tf import meta_gradient as mg
 from mwnet_tf.fit_workarounds import FitWorkarounds
+from mwnet_tf.step_metrics import StepMetrics
 # Re-exported: the names users and earlier releases import from here.
 from mwnet_tf.layer_scope import lookahead_layers, weight_layers  # noqa: F401
 from mwnet_tf.meta_gradient import LOOKAHEADS, WEIGHT_NORMALIZATIONS
@@ -89,7 +90,7 @@ def _check_choice(name, value, choices):
 
 
 @keras.saving.register_keras_serializable(package="mwnet_tf")
-class MetaWeightNet(FitWorkarounds):
+class MetaWeightNet(StepMetrics, FitWorkarounds):
     """Wraps a classifier and trains it with Meta-Weight-Net reweighting.
 
     `fit` takes a dataset of `((x, y), (x_meta, y_meta))` or
@@ -195,16 +196,7 @@ class MetaWeightNet(FitWorkarounds):
         self._per_example_loss = functools.partial(
             mg.cross_entropy, from_logits=from_logits, dtype=self._loss_dtype)
 
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
-            name="accuracy")
-        self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
-        self.meta_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
-            name="meta_accuracy")
-        self.mean_weight_tracker = keras.metrics.Mean(name="mean_weight")
-        self.clean_weight_tracker = keras.metrics.Mean(name="clean_weight")
-        self.corrupted_weight_tracker = keras.metrics.Mean(
-            name="corrupted_weight")
+        self._create_trackers()
         self.built = True
 
     # ------------------------------------------------------------------ setup
@@ -288,13 +280,6 @@ class MetaWeightNet(FitWorkarounds):
         for unused in ("loss", "metrics", "loss_weights", "weighted_metrics"):
             config.pop(unused, None)
         self.compile(**config)
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker,
-                self.meta_loss_tracker, self.meta_accuracy_tracker,
-                self.mean_weight_tracker, self.clean_weight_tracker,
-                self.corrupted_weight_tracker]
 
     def call(self, inputs, training=None):
         return self.classifier(inputs, training=training)
@@ -424,55 +409,6 @@ class MetaWeightNet(FitWorkarounds):
         for variable, value in zip(self.classifier.non_trainable_variables,
                                    forward.state):
             variable.assign(value)
-
-    def _update_metrics(self, forward, y, coefficients, weights, corrupted):
-        """Updates the trackers; returns the logs of this method's metrics.
-
-        The loss is the objective the classifier step descended, without L2,
-        in single-device units.
-        """
-        self.loss_tracker.update_state(
-            ops.sum(coefficients * forward.losses) * mg.num_replicas())
-        self.accuracy_tracker.update_state(y, forward.outputs)
-        if self.method == "l2rw":
-            # Normalised weights sum to 1; scale so that 1 means "average".
-            weights = coefficients * ops.cast(
-                ops.shape(forward.losses)[0] * mg.num_replicas(), weights.dtype)
-        self.mean_weight_tracker.update_state(weights)
-        logs = ["loss", "accuracy", "mean_weight"]
-        if corrupted is not None:
-            corrupted = ops.cast(ops.reshape(corrupted, (-1,)), weights.dtype)
-            self.clean_weight_tracker.update_state(
-                weights, sample_weight=1.0 - corrupted)
-            self.corrupted_weight_tracker.update_state(
-                weights, sample_weight=corrupted)
-            logs += ["clean_weight", "corrupted_weight"]
-        if self.method in ("mwnet", "l2rw"):
-            logs += ["meta_loss", "meta_accuracy"]
-        results = {m.name: m.result() for m in self.metrics if m.name in logs}
-        return self._logs_for_keras(self._meta_metrics_unknown_if_unused(results))
-
-    def _meta_metrics_unknown_if_unused(self, results):
-        """No meta step yet this epoch (the warm-up): the meta metrics are
-        unknown (NaN), not 0."""
-        for tracker in (self.meta_loss_tracker, self.meta_accuracy_tracker):
-            if tracker.name in results:
-                results[tracker.name] = ops.where(
-                    tracker.count > 0, results[tracker.name], float("nan"))
-        return results
-
-    def get_metrics_result(self):
-        # Keras reports these, not the last step's logs, at the end of an
-        # epoch when the two have the same keys.
-        results = self._meta_metrics_unknown_if_unused(
-            dict(super().get_metrics_result()))
-        return {name: float(value) if name in (
-            self.meta_loss_tracker.name, self.meta_accuracy_tracker.name)
-            else value for name, value in results.items()}
-
-    def _record_meta_metrics(self, meta_loss, y_meta, meta_outputs):
-        self.meta_loss_tracker.update_state(meta_loss * mg.num_replicas())
-        self.meta_accuracy_tracker.update_state(y_meta, meta_outputs)
 
     # ---------------------------------------------------------- public API
 
