@@ -394,7 +394,12 @@ def v_shape(record):
     from mwnet_tf.audit import label_audit
     audit = record["results"].get("label_audit") or {}
     if audit.get("weighting_function"):
-        return audit["weighting_function"]["shape"]
+        described = audit["weighting_function"]
+        if described.get("families"):  # A class-aware V: each family's.
+            return described["shape"] + " (" + ", ".join(
+                f"family {f['family']} {f['shape']}"
+                for f in described["families"]) + ")"
+        return described["shape"]
     if "weighting_function" not in record:
         return "-"
     return label_audit.curve_shape(
