@@ -127,8 +127,12 @@ def test_accuracy_tables_and_figure_of_the_committed_results(tmp_path):
                             "protocol | noise | variant | seed | final")
     listed = {(row["protocol"], row["noise"], row["variant"], row["seed"])
               for row in table}
+    def setting(record):  # Records before rates varied are at 40%.
+        return (f"{record['noise']} "
+                f"{round(100 * record.get('noise_rate', 0.4))}%")
+
     for record in records:
-        key = (record["protocol"], f"{record['noise']} 40%",
+        key = (record["protocol"], setting(record),
                record["variant"], str(record["seed"]))
         assert key in listed, f"{key} is missing from the table"
     for row in table:
@@ -136,12 +140,12 @@ def test_accuracy_tables_and_figure_of_the_committed_results(tmp_path):
 
     comparison = _markdown_table(output, "protocol | noise | variant | "
                                  "minus CE")
-    has_ce = {(r["protocol"], r["noise"]) for r in records
+    has_ce = {(r["protocol"], setting(r)) for r in records
               if r["variant"] == "ce"}
-    compared = {(r["protocol"], r["noise"], r["variant"]) for r in records
-                if r["variant"] != "ce" and (r["protocol"], r["noise"])
+    compared = {(r["protocol"], setting(r), r["variant"]) for r in records
+                if r["variant"] != "ce" and (r["protocol"], setting(r))
                 in has_ce}
-    assert {(row["protocol"], row["noise"].split()[0], row["variant"])
+    assert {(row["protocol"], row["noise"], row["variant"])
             for row in comparison} == compared
 
     audits = _markdown_table(output, "protocol | noise | variant | seed | "
