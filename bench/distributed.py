@@ -4,6 +4,7 @@ synchronized BatchNorm.
     python bench/distributed.py              # ResNet-32, batch 64 + 64 meta
     python bench/distributed.py --steps 10 --repeats 1
     python bench/distributed.py --methods mwnet --batch_norms synchronized
+    python bench/distributed.py --input      # input work per worker
 
 Times CE and MW-Net on one device, on two replicas in one process
 (MirroredStrategy over two logical CPUs) and on two worker processes on
@@ -13,6 +14,16 @@ this machine's two cores the replicas share the cores, so the table shows
 what the strategies and the all-reduces cost, not a speed-up: on N machines
 compute divides by N and these costs remain. Prints a Markdown table for
 BENCHMARKS.md.
+
+`--input` measures instead what one worker's input pipeline does per global
+batch with one worker and with two (`shard` of `mwnet_tf.data.pipeline`, what
+`PreparedData.training_input` builds under
+`distribute_datasets_from_function`): examples read, decoded and augmented,
+and the CPU seconds of the whole process spent on them, for in-memory CIFAR
+arrays (gather, crop, flip, normalise) and for JPEG files (read, decode,
+resize, crop, flip: Clothing1M's pipeline). Every process is fresh; the CPU
+time is `time.process_time()` around the iteration, so it counts tf.data's
+threads and not the time spent waiting for a core.
 """
 
 import argparse
@@ -70,6 +81,84 @@ def measure(distribute, method, synchronized, model_name, batch_size, steps,
             "replicas": strategy.num_replicas_in_sync}
 
 
+INPUT_PIPELINES = {"arrays": 100, "files": 32}  # Global batch of each.
+
+
+def measure_input(kind, workers, batches, warmup):
+    """CPU and wall seconds per global batch of worker 0's training input."""
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    from mwnet_tf.data import pipeline
+
+    batch_size = INPUT_PIPELINES[kind]
+    shard = None if workers == 1 else (0, workers)
+    rng = np.random.default_rng(0)
+    count = batch_size * (batches + warmup)
+    labels = rng.integers(0, 10, count)
+    with tempfile.TemporaryDirectory() as folder:
+        if kind == "arrays":
+            images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+            dataset = pipeline.array_dataset(
+                images, labels, batch_size, shuffle=True, augment=True,
+                drop_remainder=True, seed=0, shard=shard)
+        else:
+            # Clothing1M's photos are JPEGs of a few hundred pixels a side.
+            paths = []
+            for i in range(count):
+                paths.append(os.path.join(folder, f"{i}.jpg"))
+                pixels = rng.integers(0, 256, (300 + i % 50, 400, 3),
+                                      dtype=np.uint8)
+                tf.io.write_file(paths[-1], tf.io.encode_jpeg(pixels))
+            dataset = pipeline.file_dataset(
+                np.array(paths), labels, batch_size, shuffle=True,
+                augment=True, drop_remainder=True, seed=0, shard=shard)
+        iterator = iter(dataset)
+        for _ in range(warmup):
+            examples = len(next(iterator)[1])
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {"examples": examples, "cpu_s": cpu / batches,
+            "wall_s": wall / batches}
+
+
+def input_table(args):
+    """Worker 0's input work with one and two workers, fresh processes."""
+    configs = [(kind, workers) for kind in args.input_pipelines.split(",")
+               for workers in (1, 2)]
+    runs = {config: [] for config in configs}
+    for repeat in range(args.repeats):
+        for kind, workers in configs:
+            command = [sys.executable, os.path.abspath(__file__),
+                       "--one_input", f"{kind},{workers}",
+                       "--steps", str(args.steps), "--warmup",
+                       str(args.warmup)]
+            output = subprocess.run(command, check=True, capture_output=True,
+                                    text=True).stdout
+            runs[kind, workers].append(
+                json.loads(output.strip().splitlines()[-1]))
+            print(f"# repeat {repeat + 1}: {kind}, {workers} worker(s): "
+                  f"{runs[kind, workers][-1]}", file=sys.stderr, flush=True)
+    print(f"Worker 0's training input per global batch (arrays: 32x32, "
+          f"batch {INPUT_PIPELINES['arrays']}; files: JPEG to 224x224, batch "
+          f"{INPUT_PIPELINES['files']}); median over {args.repeats} "
+          f"processes of {args.steps} batches after {args.warmup}; "
+          f"{os.cpu_count()} CPUs\n")
+    print("| input | workers | examples per worker | CPU s / batch | "
+          "x one worker | wall s / batch |")
+    print("|---|---|---|---|---|---|")
+    for kind, workers in configs:
+        cpu = statistics.median(r["cpu_s"] for r in runs[kind, workers])
+        one = statistics.median(r["cpu_s"] for r in runs[kind, 1])
+        wall = statistics.median(r["wall_s"] for r in runs[kind, workers])
+        print(f"| {kind} | {workers} | {runs[kind, workers][0]['examples']} "
+              f"| {cpu:.4f} | {cpu / one:.2f} | {wall:.4f} |")
+
+
 def run_one(config, args):
     """One configuration in fresh process(es); returns its result dict."""
     command = [sys.executable, os.path.abspath(__file__), "--one",
@@ -100,8 +189,27 @@ def main():
     parser.add_argument("--batch_norms", default=",".join(BATCH_NORMS),
                         help="comma-separated, of " + ", ".join(BATCH_NORMS)
                         + "; a ratio whose baseline was not timed shows -")
+    parser.add_argument("--input", action="store_true",
+                        help="measure input work per worker instead")
+    parser.add_argument("--input_pipelines", default=",".join(INPUT_PIPELINES),
+                        help="with --input: comma-separated, of "
+                        + ", ".join(INPUT_PIPELINES))
     parser.add_argument("--one", help="internal: DISTRIBUTE,METHOD,SYNC")
+    parser.add_argument("--one_input", help="internal: PIPELINE,WORKERS")
     args = parser.parse_args()
+    if args.one_input:
+        kind, workers = args.one_input.split(",")
+        print(json.dumps(measure_input(kind, int(workers), args.steps,
+                                       args.warmup)), flush=True)
+        return
+    if args.input:
+        unknown = [k for k in args.input_pipelines.split(",")
+                   if k not in INPUT_PIPELINES]
+        if unknown:
+            parser.error(f"unknown input pipeline {', '.join(unknown)}; "
+                         f"choose from {', '.join(INPUT_PIPELINES)}")
+        input_table(args)
+        return
     methods = args.methods.split(",")
     batch_norms = args.batch_norms.split(",")
     unknown = ([m for m in methods if m not in METHODS]

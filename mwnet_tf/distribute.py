@@ -74,6 +74,22 @@ def is_multi_worker(strategy):
             and keras_compat.in_multi_worker_mode(strategy))
 
 
+def reads_input_per_worker(strategy):
+    """Whether each worker of `strategy` can build only its share of every
+    global batch (`strategy.distribute_datasets_from_function`): several
+    workers, one replica each.
+
+    With several replicas on a worker, Keras would count each of its
+    per-replica batches as a step, so such a strategy keeps splitting whole
+    global batches (`experimental_distribute_dataset`).
+    """
+    if not is_multi_worker(strategy):
+        return False
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    workers = sum(len(cluster.get(job, ())) for job in ("chief", "worker"))
+    return strategy.num_replicas_in_sync == workers
+
+
 def is_chief(strategy):
     """Whether this process writes the run's outputs.
 

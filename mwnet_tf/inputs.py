@@ -1,4 +1,5 @@
-"""Pairs training batches with batches of the clean meta set."""
+"""Pairs training batches with batches of the clean meta set, and reads
+the pairs back in the training step."""
 
 import tensorflow as tf
 
@@ -38,3 +39,24 @@ def with_meta(train_ds, meta_ds, meta_batch_size=None, shuffle_buffer=10_000,
         meta_ds = meta_ds.repeat()
     paired = tf.data.Dataset.zip((train_ds, meta_ds))
     return paired.prefetch(tf.data.AUTOTUNE)
+
+
+def unpack(data):
+    """`((x, y, corrupted_or_None), (x_meta, y_meta))` from a `fit` element.
+
+    Raises ValueError, naming `with_meta`, for elements of another shape.
+    """
+    if isinstance(data, tuple) and len(data) == 3 and data[1] is None \
+            and data[2] is None:
+        data = data[0]  # train_on_batch(x) packs (x, None, None).
+    try:
+        train, meta = data
+        x, y = train[0], train[1]
+        corrupted = train[2] if len(train) > 2 else None
+        x_meta, y_meta = meta
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "MetaWeightNet.fit expects elements ((x, y), (x_meta, y_meta)) "
+            "or ((x, y, corrupted), (x_meta, y_meta)); build them with "
+            "mwnet_tf.with_meta(train_ds, meta_ds).") from error
+    return (x, y, corrupted), (x_meta, y_meta)

@@ -27,66 +27,20 @@ import functools
 import keras
 from keras import ops
 
+from mwnet_tf import arguments
+from mwnet_tf import inputs
 from mwnet_tf import layer_scope
 from mwnet_tf import meta_gradient as mg
 from mwnet_tf.fit_workarounds import FitWorkarounds
 from mwnet_tf.step_metrics import StepMetrics
-# Re-exported: the names users and earlier releases import from here.
-from mwnet_tf.layer_scope import lookahead_layers, weight_layers  # noqa: F401
-from mwnet_tf.meta_gradient import LOOKAHEADS, WEIGHT_NORMALIZATIONS
 from mwnet_tf.weighting_net import WeightingNet
+# Re-exported: the names users and earlier releases import from here.
+from mwnet_tf.arguments import METHODS, step_kinds_differ  # noqa: F401
+from mwnet_tf.layer_scope import lookahead_layers, weight_layers  # noqa: F401
+from mwnet_tf.meta_gradient import (  # noqa: F401
+    LOOKAHEADS, WEIGHT_NORMALIZATIONS)
 
-METHODS = ("mwnet", "l2rw", "ce", "fixed")
 META_SCOPES = layer_scope.META_SCOPES
-
-
-def step_kinds_differ(method, meta_interval, meta_warmup_steps):
-    """Whether a run's steps are not all alike (then, with several
-    replicas, the kind of each step is chosen between calls of the train
-    function, which needs steps_per_execution=1)."""
-    return ((method == "mwnet" and meta_interval > 1)
-            or (method in ("mwnet", "l2rw") and meta_warmup_steps > 0))
-
-
-def check_steps_per_execution(method, meta_interval, meta_warmup_steps,
-                               steps_per_execution, num_replicas):
-    """Raises ValueError where several replicas would need the kind of step
-    chosen inside one call of the train function (`compile` and the flag
-    layer call this)."""
-    if (step_kinds_differ(method, meta_interval, meta_warmup_steps)
-            and num_replicas > 1 and steps_per_execution != 1):
-        raise ValueError(
-            "meta_interval > 1 or meta_warmup_steps > 0 under a "
-            "multi-replica strategy chooses the kind of step between calls "
-            "of the train function, so it needs steps_per_execution=1; got "
-            f"{steps_per_execution}.")
-
-
-def check_weighting_net_given(method, weighting_net):
-    """Raises ValueError for method="fixed" without a learned V."""
-    if method == "fixed" and weighting_net is None:
-        raise ValueError(
-            'method="fixed" trains with the weights of a learned V: give '
-            "it as weighting_net (a run's weighting_net.keras; in Python, "
-            "loaded with mwnet_tf.load_weighting_net).")
-
-
-def _check_families_fit(weighting_net, classifier):
-    """A class-aware V must name a family for each of the classifier's classes."""
-    families = getattr(weighting_net, "class_families", None)
-    num_classes = classifier.output_shape[-1] if families is not None else None
-    if families is not None and len(families) != num_classes:
-        raise ValueError(
-            f"The class-aware weighting net has families for {len(families)} "
-            f"classes, but the classifier has {num_classes}; build it with "
-            "task_families of this data set's label counts.")
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"{name} must be one of {', '.join(map(repr, choices))}; "
-            f"got {value!r}.")
 
 
 @keras.saving.register_keras_serializable(package="mwnet_tf")
@@ -160,21 +114,10 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
                  meta_interval=1, meta_scope="all", from_logits=True,
                  meta_warmup_steps=0, **kwargs):
         super().__init__(**kwargs)
-        _check_choice("method", method, METHODS)
-        _check_choice("lookahead", lookahead, LOOKAHEADS)
-        _check_choice("weight_normalization", weight_normalization,
-                      WEIGHT_NORMALIZATIONS)
-        if int(meta_interval) != meta_interval or meta_interval < 1:
-            raise ValueError(
-                f"meta_interval must be a positive integer; got {meta_interval!r}.")
-        if int(meta_warmup_steps) != meta_warmup_steps or meta_warmup_steps < 0:
-            raise ValueError("meta_warmup_steps must be a non-negative integer; "
-                             f"got {meta_warmup_steps!r}.")
-        if not classifier.built:
-            raise ValueError(
-                "The classifier must be built before it is wrapped: give it an "
-                "keras.Input or call it once on a batch.")
-        check_weighting_net_given(method, weighting_net)
+        arguments.check_method_options(method, lookahead, weight_normalization,
+                                       meta_interval, meta_warmup_steps)
+        arguments.check_classifier_built(classifier)
+        arguments.check_weighting_net_given(method, weighting_net)
         # Ids, not the layers: a list of layers assigned here would be
         # tracked as sublayers of this model.
         self._lookahead_ids = layer_scope.lookahead_variable_ids(classifier,
@@ -183,7 +126,7 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
                            if isinstance(meta_scope, tuple) else meta_scope)
         self.classifier = classifier
         self.weighting_net = weighting_net or WeightingNet()
-        _check_families_fit(self.weighting_net, classifier)
+        arguments.check_families_fit(self.weighting_net, classifier)
         self.method = method
         self.lookahead = lookahead
         self.weight_normalization = weight_normalization
@@ -229,12 +172,8 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         if meta_optimizer is None:
             meta_optimizer = keras.optimizers.Adam(1e-3)
         optimizer = keras.optimizers.get(optimizer)
-        if self.lookahead == "optimizer" and not isinstance(
-                mg.unwrapped(optimizer), keras.optimizers.SGD):
-            raise ValueError(
-                'lookahead="optimizer" needs a keras.optimizers.SGD classifier '
-                f"optimizer; got {type(mg.unwrapped(optimizer)).__name__}. Use "
-                'lookahead="sgd" with other optimisers.')
+        arguments.check_lookahead_optimizer(self.lookahead,
+                                            type(mg.unwrapped(optimizer)))
         # Under mixed_float16 Keras wraps the classifier's optimiser in a
         # LossScaleOptimizer (auto_scale_loss); the meta-gradient runs through
         # the same float16 network, so V's optimiser gets its own loss scale.
@@ -250,7 +189,7 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
                                               "count_meta_steps_of"):
             # Saved with V: how many meta steps trained it.
             self.weighting_net.count_meta_steps_of(meta_optimizer)
-        check_steps_per_execution(
+        arguments.check_steps_per_execution(
             self.method, self.meta_interval, self.meta_warmup_steps,
             self.steps_per_execution,
             self.distribute_strategy.num_replicas_in_sync)
@@ -295,7 +234,7 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
     # ------------------------------------------------------ the training step
 
     def train_step(self, data):
-        (x, y, corrupted), (x_meta, y_meta) = self._unpack(data)
+        (x, y, corrupted), (x_meta, y_meta) = inputs.unpack(data)
         # 1. Forward pass of the training batch: per-example losses l_i.
         forward = self._forward(x, y)
         # 2-3. Lookahead and meta step on theta (every meta_interval-th step).
@@ -340,23 +279,6 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
     @property
     def _lookahead(self):
         return mg.Lookahead(self.optimizer, self.lookahead, self.weight_decay)
-
-    @staticmethod
-    def _unpack(data):
-        if isinstance(data, tuple) and len(data) == 3 and data[1] is None \
-                and data[2] is None:
-            data = data[0]  # train_on_batch(x) packs (x, None, None).
-        try:
-            train, meta = data
-            x, y = train[0], train[1]
-            corrupted = train[2] if len(train) > 2 else None
-            x_meta, y_meta = meta
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                "MetaWeightNet.fit expects elements ((x, y), (x_meta, y_meta)) "
-                "or ((x, y, corrupted), (x_meta, y_meta)); build them with "
-                "mwnet_tf.with_meta(train_ds, meta_ds).") from error
-        return (x, y, corrupted), (x_meta, y_meta)
 
     def _forward(self, x, y):
         """Step 1, recorded for the lookahead and the real step."""

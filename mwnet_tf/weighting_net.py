@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from zoo import common
+from mwnet_tf.initializers import torch_linear_default
 
 
 def _torch_linear_initializers(fan_in, seed):
@@ -21,8 +21,8 @@ def _torch_linear_initializers(fan_in, seed):
     Keras initialisers that share a seed draw the same numbers.
     """
     bias_seed = None if seed is None else seed + 1
-    return (common.torch_linear_default(fan_in, seed),
-            common.torch_linear_default(fan_in, bias_seed))
+    return (torch_linear_default(fan_in, seed),
+            torch_linear_default(fan_in, bias_seed))
 
 
 @keras.saving.register_keras_serializable(package="mwnet_tf")

@@ -139,18 +139,22 @@ def two_worker_run(runner_tree, tmp_path_factory):
     cwds = [root / "chief", root / "worker1"]
     for cwd in cwds:
         cwd.mkdir()
-    cluster.run_workers(
+    logs = cluster.run_workers(
         [sys.executable, *_runner_args("run", runner_tree, root / "cache",
                                        "--distribute=multi_worker")],
         str(root), cwds=[str(c) for c in cwds], env=QUIET,
         timeout=WORKER_TIMEOUT)
+    (root / "chief.log").write_text(logs[0])
     return cwds
 
 
 @pytest.mark.slow
 def test_runner_on_two_workers_matches_one_process(two_worker_run,
                                                    runner_tree, tmp_path):
-    """ResNet-20 with synchronized BatchNorm, MW-Net, two epochs."""
+    """ResNet-20 with synchronized BatchNorm, MW-Net, two epochs; each
+    worker read only its half of every global batch."""
+    chief_log = (two_worker_run[0].parent / "chief.log").read_text()
+    assert "each of 2 workers reads its 1/2 of every global batch" in chief_log
     single = tmp_path / "single"
     subprocess.run([sys.executable, *_runner_args(
         single, runner_tree, tmp_path / "cache")], cwd=REPO, check=True,

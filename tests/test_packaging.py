@@ -64,3 +64,42 @@ def test_the_check_sees_lazy_imports():
     # defect this file guards against.
     assert "keras_cv" in _imported_top_level_modules(
         os.path.join(REPO, "mwnet_tf"))
+
+
+# The layers of WORKSPACE.md: the library imports nothing of the runner, the
+# audit's command, the test support or the zoo (the runner builds models
+# from the zoo; the zoo may use the library).
+UPPER_LAYERS = ("zoo", "mwnet_tf.runner", "mwnet_tf.audit.command",
+                "mwnet_tf.testing", "mwnet_tf.main")
+NOT_LIBRARY = ("runner", "testing", os.path.join("audit", "command.py"),
+               os.path.join("audit", "__main__.py"), "main.py")
+
+
+def _absolute_imports(path):
+    with open(path) as file:
+        tree = ast.parse(file.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def test_the_library_imports_no_upper_layer():
+    root = os.path.join(REPO, "mwnet_tf")
+    library_modules, crossings = 0, []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, root)
+            if not name.endswith(".py") or relative.startswith(NOT_LIBRARY):
+                continue
+            library_modules += 1
+            crossings += [f"{relative} imports {module}"
+                          for module in _absolute_imports(path)
+                          if any(module == layer
+                                 or module.startswith(layer + ".")
+                                 for layer in UPPER_LAYERS)]
+    assert library_modules > 20  # The walk found the library.
+    assert not crossings, crossings

@@ -6,13 +6,14 @@ strided convolutions, initial weights). Keeping these choices here means each
 family module only describes its architecture.
 """
 
-import math
-import numbers
 import random
 
 import keras
 
 from mwnet_tf import keras_compat
+# Shared with the library, which must not import the zoo.
+from mwnet_tf.arguments import is_integer  # noqa: F401
+from mwnet_tf.initializers import torch_linear_default  # noqa: F401
 
 # PyTorch's BatchNorm2d defaults. PyTorch's momentum 0.1 weights the new batch,
 # Keras's momentum weights the running value, so the same update is 0.9 here.
@@ -38,11 +39,6 @@ class SeedStream:
     def __call__(self):
         """Returns the next seed (None if the stream is unseeded)."""
         return None if self._rng is None else self._rng.randrange(2**31 - 1)
-
-
-def is_integer(value):
-    """Whether `value` is an integer (Python or NumPy), and not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_num_classes(num_classes):
@@ -75,23 +71,6 @@ def he_normal(mode, seed):
     """
     return keras.initializers.VarianceScaling(
         scale=2.0, mode=mode, distribution="untruncated_normal", seed=seed)
-
-
-def torch_linear_default(fan_in, seed):
-    """PyTorch's default `nn.Linear` initializer: U(-1/sqrt(fan_in), +...).
-
-    PyTorch draws both the weight and the bias of a fresh `nn.Linear` from
-    this distribution; the references keep it where they do not re-initialise.
-
-    Args:
-        fan_in: Number of inputs of the layer.
-        seed: Integer seed or None.
-
-    Returns:
-        A `keras.initializers.RandomUniform`.
-    """
-    limit = 1.0 / math.sqrt(fan_in)
-    return keras.initializers.RandomUniform(-limit, limit, seed=seed)
 
 
 def batch_norm(name, synchronized=False):

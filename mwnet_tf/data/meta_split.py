@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from zoo.common import is_integer
+from mwnet_tf.arguments import is_integer
 
 
 def check_per_class(per_class):

@@ -52,37 +52,35 @@ def _reflect(index, size):
     return tf.where(index >= size, 2 * (size - 1) - index, index)
 
 
-def pad_crop_flip(images, seed, padding=4):
-    """Random reflect-pad crop and horizontal flip of a batch, per image.
+def crop_flip_draws(seed, batch_size, padding=4):
+    """The random draws of `pad_crop_flip` for a batch: (top, left, flip).
 
-    Equivalent to padding every image by `padding` pixels in REFLECT mode,
-    cropping a window of the original size at a uniformly random offset (each of
-    the 2 * padding + 1 positions per axis equally likely) and flipping it left
-    to right with probability 1/2, with independent draws per image.
+    Each is a [batch_size] tensor: crop offsets in [-padding, padding] and
+    whether to flip. Drawing them for a whole batch and applying a slice
+    (`apply_crop_flip`) augments the slice exactly as the whole batch would
+    be, which is how a worker augments only its share of a batch.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+    offsets = 2 * padding + 1
+    top = tf.random.stateless_uniform([batch_size], seeds[0], 0, offsets,
+                                      dtype=tf.int32) - padding
+    left = tf.random.stateless_uniform([batch_size], seeds[1], 0, offsets,
+                                       dtype=tf.int32) - padding
+    flip = tf.random.stateless_uniform([batch_size], seeds[2], 0, 2,
+                                       dtype=tf.int32) > 0
+    return top, left, flip
+
+
+def apply_crop_flip(images, top, left, flip):
+    """Reflect-pads, crops and flips each image by its draws (see
+    `crop_flip_draws`).
 
     No padded copy is made: each output pixel's source pixel is computed
     (reflecting indices that fall outside the image) and the whole batch is
     read with one gather, about 3x faster than `tf.pad` + crop on a CPU.
-
-    Args:
-        images: Tensor [B, H, W, C] of any dtype, with static H, W, C and
-            H, W > padding.
-        seed: int32/int64 tensor [2], seed of the stateless random draws.
-        padding: Padding in pixels on each side.
-
-    Returns:
-        A tensor like `images`.
     """
     height, width, channels = images.shape[1:]
     batch = tf.shape(images)[0]
-    seeds = tf.random.experimental.stateless_split(seed, num=3)
-    offsets = 2 * padding + 1
-    top = tf.random.stateless_uniform([batch], seeds[0], 0, offsets,
-                                      dtype=tf.int32) - padding
-    left = tf.random.stateless_uniform([batch], seeds[1], 0, offsets,
-                                       dtype=tf.int32) - padding
-    flip = tf.random.stateless_uniform([batch], seeds[2], 0, 2,
-                                       dtype=tf.int32) > 0
     rows = _reflect(top[:, None] + tf.range(height)[None, :], height)
     columns = tf.range(width)[None, :]
     # Flipping the crop maps output column j to crop column W - 1 - j.
@@ -94,6 +92,48 @@ def pad_crop_flip(images, seed, padding=4):
     out = tf.gather(flat, tf.reshape(pixels, [batch, height * width]),
                     axis=1, batch_dims=1)
     return tf.reshape(out, [batch, height, width, channels])
+
+
+def pad_crop_flip(images, seed, padding=4):
+    """Random reflect-pad crop and horizontal flip of a batch, per image.
+
+    Equivalent to padding every image by `padding` pixels in REFLECT mode,
+    cropping a window of the original size at a uniformly random offset (each of
+    the 2 * padding + 1 positions per axis equally likely) and flipping it left
+    to right with probability 1/2, with independent draws per image.
+
+    Args:
+        images: Tensor [B, H, W, C] of any dtype, with static H, W, C and
+            H, W > padding.
+        seed: int32/int64 tensor [2], seed of the stateless random draws.
+        padding: Padding in pixels on each side.
+
+    Returns:
+        A tensor like `images`.
+    """
+    return apply_crop_flip(
+        images, *crop_flip_draws(seed, tf.shape(images)[0], padding))
+
+
+def _sharded(shard, batch_size, drop_remainder):
+    """(start, size) of a shard's slice of every batch; checks `shard`.
+
+    Shard i of n is examples [i B / n, (i + 1) B / n) of every batch of B:
+    the share of batch a multi-worker strategy gives worker i when it
+    splits a global batch itself.
+    """
+    if shard is None:
+        return 0, batch_size
+    index, count = shard
+    if not 0 <= index < count or batch_size % count:
+        raise ValueError(
+            f"shard={shard!r}: give (index, count) with 0 <= index < count "
+            f"and count dividing the batch size {batch_size}.")
+    if not drop_remainder:
+        raise ValueError("shard needs drop_remainder=True: a last partial "
+                         "batch does not split into equal shares.")
+    size = batch_size // count
+    return index * size, size
 
 
 def _fold_in(key, data):
@@ -172,7 +212,7 @@ def _host_tensors(labels, corrupted, **arrays):
 def array_dataset(images, labels, batch_size, *, corrupted=None,
                   shuffle=False, augment=False, drop_remainder=False, seed=0,
                   epoch=None, repeat=False, mean=CIFAR_MEAN, std=CIFAR_STD,
-                  padding=4):
+                  padding=4, shard=None):
     """Builds a batched dataset from uint8 images held in memory.
 
     The images are converted to one tensor once; each batch gathers its rows
@@ -197,11 +237,19 @@ def array_dataset(images, labels, batch_size, *, corrupted=None,
         mean: Per-channel normalisation mean, in [0, 1] units.
         std: Per-channel normalisation std, in [0, 1] units.
         padding: Padding of `pad_crop_flip`.
+        shard: Optional `(index, count)`: build only the index-th of `count`
+            equal, consecutive slices of every batch (one worker's share of
+            each global batch; see `_sharded`), reading and augmenting
+            only those examples. The random draws are the whole batch's, so
+            the `count` shards of a batch, concatenated, equal the unsharded
+            batch. Needs `drop_remainder`.
 
     Returns:
         A `tf.data.Dataset` of `(float32 [B, H, W, C], int32 [B])` or
-        `(float32 [B, H, W, C], int32 [B], float32 [B])`.
+        `(float32 [B, H, W, C], int32 [B], float32 [B])`; B is
+        `batch_size // count` with a shard.
     """
+    start, size = _sharded(shard, batch_size, drop_remainder)
     columns, tensors = _host_tensors(labels, corrupted,
                                      images=np.asarray(images, np.uint8))
     images = tensors["images"]
@@ -209,9 +257,16 @@ def array_dataset(images, labels, batch_size, *, corrupted=None,
                            batch_size, drop_remainder)
 
     def load(batch_indices, batch_seed):
+        if augment:
+            draws = crop_flip_draws(batch_seed, tf.shape(batch_indices)[0],
+                                    padding)
+        if shard is not None:
+            batch_indices = batch_indices[start:start + size]
         batch = tf.gather(images, batch_indices)
         if augment:
-            batch = pad_crop_flip(batch, batch_seed, padding)
+            batch = apply_crop_flip(
+                batch, *(d[start:start + size] if shard is not None else d
+                         for d in draws))
         batch = normalize(batch, mean, std)
         return (batch,) + tuple(tf.gather(c, batch_indices) for c in columns)
 
@@ -239,7 +294,7 @@ def _center_crop(image, size):
 def file_dataset(paths, labels, batch_size, *, corrupted=None, shuffle=False,
                  augment=False, drop_remainder=False, seed=0, epoch=None,
                  repeat=False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 resize=256, crop=224):
+                 resize=256, crop=224, shard=None):
     """Builds a batched dataset that reads and decodes image files per element.
 
     Each image is decoded (JPEG/PNG/GIF/BMP, converted to RGB), resized so its
@@ -266,11 +321,17 @@ def file_dataset(paths, labels, batch_size, *, corrupted=None, shuffle=False,
         std: Per-channel normalisation std, in [0, 1] units.
         resize: Length of the shorter side after resizing.
         crop: Side of the square crop; at most `resize`.
+        shard: Optional `(index, count)`: read, decode and augment only the
+            index-th of `count` equal, consecutive slices of every batch (as
+            for `array_dataset`; each example keeps its own random seed).
+            Needs `drop_remainder`.
 
     Returns:
         A `tf.data.Dataset` of `(float32 [B, crop, crop, 3], int32 [B])` or
-        `(float32 [B, crop, crop, 3], int32 [B], float32 [B])`.
+        `(float32 [B, crop, crop, 3], int32 [B], float32 [B])`; B is
+        `batch_size // count` with a shard.
     """
+    start, size = _sharded(shard, batch_size, drop_remainder)
     columns, tensors = _host_tensors(labels, corrupted,
                                      paths=np.asarray(paths, dtype=str))
     paths = tensors["paths"]
@@ -292,6 +353,13 @@ def file_dataset(paths, labels, batch_size, *, corrupted=None, shuffle=False,
         image = tf.ensure_shape(normalize(image, mean, std), [crop, crop, 3])
         return (image,) + tuple(c[index] for c in columns)
 
+    if shard is not None:
+        # Whole batches of (index, seed), then this shard's slice of each,
+        # before any file is read.
+        stream = stream.batch(batch_size, drop_remainder=True)
+        stream = stream.map(
+            lambda indices, seeds: (indices[start:start + size],
+                                    seeds[start:start + size])).unbatch()
     dataset = stream.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(
+    return dataset.batch(size, drop_remainder=drop_remainder).prefetch(
         tf.data.AUTOTUNE)

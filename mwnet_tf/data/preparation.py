@@ -21,7 +21,7 @@ Order of operations (all seeded from the one `seed`):
 
 import dataclasses
 import os
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -38,7 +38,8 @@ from mwnet_tf.data.noise import (check_noise, corrupt_labels,
                                  label_noise_statistics,
                                  noise_transition_matrix)
 from mwnet_tf.data.source import Split
-from zoo.common import is_integer
+from mwnet_tf.arguments import is_integer
+from mwnet_tf.inputs import with_meta
 
 DATASETS = ("cifar10", "cifar100", "folder", "clothing1m")
 # Number of classes and training examples per class, known before loading, so
@@ -118,6 +119,40 @@ class PreparedData:
     statistics: dict
     train_eval: tf.data.Dataset
     train_examples: Split
+    # shard -> (train, meta) built for that share of every batch (`shard`
+    # of `pipeline.array_dataset`); None: `train` and `meta` as they are.
+    _training_shard: Optional[Callable] = dataclasses.field(default=None,
+                                                            repr=False)
+
+    def training_input(self, input_context=None):
+        """`fit`'s input: `train` paired with `meta` (`with_meta`).
+
+        Args:
+            input_context: Optional `tf.distribute.InputContext`, as
+                `strategy.distribute_datasets_from_function` passes it: the
+                input of this input pipeline only, which reads, decodes and
+                augments only its share of every global batch (the same
+                examples and augmentation as the whole batch would give
+                them). Each pipeline must feed one replica.
+
+        Returns:
+            A `tf.data.Dataset` of `((x, y[, corrupted]), (x_meta, y_meta))`.
+        """
+        if input_context is None or input_context.num_input_pipelines == 1:
+            return with_meta(self.train, self.meta)
+        if input_context.num_replicas_in_sync != \
+                input_context.num_input_pipelines:
+            raise ValueError(
+                f"{input_context.num_replicas_in_sync} replicas over "
+                f"{input_context.num_input_pipelines} input pipelines: "
+                "per-pipeline input needs one replica per pipeline; pass "
+                "training_input() to fit and let the strategy split batches.")
+        if self._training_shard is None:
+            raise ValueError("This PreparedData cannot build shards of its "
+                             "input; build it with `prepare`.")
+        return with_meta(*self._training_shard(
+            (input_context.input_pipeline_id,
+             input_context.num_input_pipelines)))
 
 
 def _stage_seed(seed, stage):
@@ -402,12 +437,18 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             return pipeline.file_dataset(split.paths, labels, batch, **kwargs)
         image_shape = (224, 224, 3)
 
-    train_ds = build(train, noisy, batch_size, corrupted=corrupted,
-                     shuffle=True, augment=True, drop_remainder=True,
-                     seed=_stage_seed(seed, "train_pipeline"), epoch=epoch)
-    meta_ds = build(meta, meta.labels, meta_batch_size, shuffle=True,
-                    augment=True, drop_remainder=True, repeat=True,
-                    seed=_stage_seed(seed, "meta_pipeline"), epoch=epoch)
+    def training_shard(shard):
+        train_ds = build(train, noisy, batch_size, corrupted=corrupted,
+                         shuffle=True, augment=True, drop_remainder=True,
+                         seed=_stage_seed(seed, "train_pipeline"),
+                         epoch=epoch, shard=shard)
+        meta_ds = build(meta, meta.labels, meta_batch_size, shuffle=True,
+                        augment=True, drop_remainder=True, repeat=True,
+                        seed=_stage_seed(seed, "meta_pipeline"), epoch=epoch,
+                        shard=shard)
+        return train_ds, meta_ds
+
+    train_ds, meta_ds = training_shard(None)
     meta_eval_ds = build(meta, meta.labels, eval_batch_size)
     test_ds = build(source.test, source.test.labels, eval_batch_size)
     train_eval_ds = build(train, noisy, eval_batch_size)
@@ -452,4 +493,4 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
         meta_steps_per_epoch=len(meta) // meta_batch_size,
         num_train=len(train), num_meta=len(meta), num_test=len(source.test),
         statistics=statistics, train_eval=train_eval_ds,
-        train_examples=train_examples)
+        train_examples=train_examples, _training_shard=training_shard)

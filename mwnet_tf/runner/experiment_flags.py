@@ -13,8 +13,9 @@ from mwnet_tf.distribute import STRATEGIES
 from mwnet_tf.layer_scope import parse_meta_scope
 from mwnet_tf.runner.run_config import DEFAULTS
 from mwnet_tf import data as data_lib
-from mwnet_tf import trainer
-from mwnet_tf.trainer import LOOKAHEADS, METHODS, WEIGHT_NORMALIZATIONS
+from mwnet_tf import arguments
+from mwnet_tf.arguments import METHODS
+from mwnet_tf.meta_gradient import LOOKAHEADS, WEIGHT_NORMALIZATIONS
 
 # How `python -m mwnet_tf.main --help` lists the flags below, in this order.
 # Every flag is in exactly one group (tests/test_cli.py): add a new flag here.
@@ -218,7 +219,7 @@ def define_flags():
     _library_rule(["dataset", "noise"], lambda f: data_lib.check_noise_of_dataset(
         f["dataset"], f["noise"]))
     _library_rule(["method", "weighting_net"],
-                  lambda f: trainer.check_weighting_net_given(
+                  lambda f: arguments.check_weighting_net_given(
                       f["method"], f["weighting_net"]))
     flags.register_multi_flags_validator(
         ["method", "weighting_net"],
@@ -229,7 +230,7 @@ def define_flags():
     _library_rule(
         ["method", "meta_interval", "meta_warmup_steps",
          "steps_per_execution", "distribute"],
-        lambda f: trainer.check_steps_per_execution(
+        lambda f: arguments.check_steps_per_execution(
             f["method"], f["meta_interval"], f["meta_warmup_steps"],
             f["steps_per_execution"], 1 if f["distribute"] == "none" else 2))
     flags.register_multi_flags_validator(

@@ -306,8 +306,16 @@ def _train_and_report(workdir, config, resuming, hold):
         os.path.join(workdir, "backup"), delete_checkpoint=False,
         writes_backup=chief))
     verbose = "auto" if config.verbose == "auto" else int(config.verbose)
-    model.fit(mwnet_tf.with_meta(data.train, data.meta),
-              epochs=config.epochs, validation_data=data.test,
+    if distribute_lib.reads_input_per_worker(strategy):
+        # Each worker reads, decodes and augments only its share of every
+        # global batch, the share the strategy would give it.
+        train_input = strategy.distribute_datasets_from_function(
+            data.training_input)
+        logging.info("Input: each of %d workers reads its 1/%d of every "
+                     "global batch", replicas, replicas)
+    else:
+        train_input = data.training_input()
+    model.fit(train_input, epochs=config.epochs, validation_data=data.test,
               callbacks=callbacks, verbose=verbose if chief else 0,
               shuffle=False)  # The pipeline shuffles, seeded per epoch.
     # Every worker evaluates (its share of the test set, in one collective).

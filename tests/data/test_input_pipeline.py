@@ -1,6 +1,7 @@
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from data_fakes import write_image
 
@@ -116,3 +117,108 @@ def test_file_dataset_resize_and_crop(tmp_path):
             pipeline.IMAGENET_STD)
         np.testing.assert_allclose(x[:, 100, 100], [expected] * 2, rtol=1e-4)
         assert sorted(y.numpy().tolist()) == [1, 2]
+
+
+def _epochs(dataset, epoch, epochs):
+    """All batches of `epochs` iterations, with `epoch` set before each."""
+    out = []
+    for e in range(epochs):
+        epoch.assign(e)
+        out.append([[t.numpy() for t in batch] for batch in dataset])
+    return out
+
+
+def _assert_shards_concatenate_to_whole(make, count, epochs=2):
+    """The `count` shards of every batch, concatenated in shard order, equal
+    the unsharded batch: images (augmented), labels and flags, every epoch."""
+    epoch = tf.Variable(0, dtype=tf.int64)
+    whole = _epochs(make(None, epoch), epoch, epochs)
+    shards = [_epochs(make((i, count), epoch), epoch, epochs)
+              for i in range(count)]
+    for e in range(epochs):
+        assert len(whole[e]) > 0
+        for b, batch in enumerate(whole[e]):
+            for t, tensor in enumerate(batch):
+                parts = [shard[e][b][t] for shard in shards]
+                assert all(len(p) == len(tensor) // count for p in parts)
+                np.testing.assert_array_equal(np.concatenate(parts), tensor)
+    # The augmentation did something, so equality above is not vacuous.
+    assert not np.array_equal(whole[0][0][0], whole[1][0][0])
+
+
+def test_array_shards_concatenate_to_the_whole_batch():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    labels = rng.integers(0, 5, 40)
+
+    def make(shard, epoch):
+        return pipeline.array_dataset(
+            images, labels, 8, corrupted=labels % 2 == 0, shuffle=True,
+            augment=True, drop_remainder=True, seed=5, epoch=epoch,
+            shard=shard)
+
+    for count in (2, 4):
+        _assert_shards_concatenate_to_whole(make, count)
+
+
+def test_endless_array_shards_concatenate_across_passes():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(10)
+
+    def batches(shard):
+        dataset = pipeline.array_dataset(images, labels, 4, shuffle=True,
+                                         augment=True, drop_remainder=True,
+                                         seed=2, repeat=True, shard=shard)
+        return [[t.numpy() for t in batch] for batch in dataset.take(7)]
+
+    whole, first, second = batches(None), batches((0, 2)), batches((1, 2))
+    for w, a, b in zip(whole, first, second):
+        for t in range(2):
+            np.testing.assert_array_equal(np.concatenate([a[t], b[t]]), w[t])
+
+
+def test_file_shards_concatenate_to_the_whole_batch(tmp_path):
+    rng = np.random.default_rng(2)
+    paths = []
+    for i in range(12):
+        path = os.path.join(tmp_path, f"{i}.png")
+        write_image(path, rng.integers(0, 256, (12 + i % 3, 14, 3),
+                                       dtype=np.uint8))
+        paths.append(path)
+    labels = np.arange(12) % 3
+
+    def make(shard, epoch):
+        return pipeline.file_dataset(
+            np.array(paths), labels, 4, corrupted=labels == 0, shuffle=True,
+            augment=True, drop_remainder=True, seed=3, epoch=epoch,
+            resize=12, crop=8, shard=shard)
+
+    _assert_shards_concatenate_to_whole(make, 2)
+
+
+def test_a_shard_reads_only_its_share_of_the_files(tmp_path):
+    """Worker 1 of 2 never opens the files of worker 0's half."""
+    paths = []
+    for i in range(8):
+        path = os.path.join(tmp_path, f"{i}.png")
+        write_image(path, np.full((8, 8, 3), 10 * i, np.uint8))
+        paths.append(path)
+    dataset = pipeline.file_dataset(np.array(paths), np.arange(8), 4,
+                                    drop_remainder=True, resize=8, crop=8,
+                                    shard=(1, 2))
+    for path in paths[:2] + paths[4:6]:
+        os.remove(path)  # The first half of each batch: shard 0's.
+    labels = np.concatenate([y.numpy() for _, y in dataset])
+    np.testing.assert_array_equal(labels, [2, 3, 6, 7])
+
+
+def test_a_bad_shard_is_refused_in_one_line():
+    images = np.zeros((8, 4, 4, 3), np.uint8)
+    for shard, drop, words in [((2, 2), True, "0 <= index < count"),
+                               ((0, 3), True, "dividing the batch size 4"),
+                               ((0, 2), False, "drop_remainder")]:
+        with pytest.raises(ValueError, match=words) as error:
+            pipeline.array_dataset(images, np.arange(8), 4, shard=shard,
+                                   drop_remainder=drop)
+        assert "\n" not in str(error.value)

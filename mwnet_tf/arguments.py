@@ -1,0 +1,100 @@
+"""The rules on MetaWeightNet's arguments, each checked here once.
+
+`MetaWeightNet` calls these on construction and in `compile`; the runner's
+flag layer calls the same functions, so a rule and its message live in one
+place. Every check raises ValueError with a one-line message.
+"""
+
+import numbers
+
+from mwnet_tf.meta_gradient import LOOKAHEADS, WEIGHT_NORMALIZATIONS
+
+METHODS = ("mwnet", "l2rw", "ce", "fixed")
+
+
+def is_integer(value):
+    """Whether `value` is an integer (Python or NumPy), and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"{name} must be one of {', '.join(map(repr, choices))}; "
+            f"got {value!r}.")
+
+
+def check_method_options(method, lookahead, weight_normalization,
+                         meta_interval, meta_warmup_steps):
+    """The options of the algorithm, each against its allowed values."""
+    check_choice("method", method, METHODS)
+    check_choice("lookahead", lookahead, LOOKAHEADS)
+    check_choice("weight_normalization", weight_normalization,
+                 WEIGHT_NORMALIZATIONS)
+    if int(meta_interval) != meta_interval or meta_interval < 1:
+        raise ValueError(
+            f"meta_interval must be a positive integer; got {meta_interval!r}.")
+    if int(meta_warmup_steps) != meta_warmup_steps or meta_warmup_steps < 0:
+        raise ValueError("meta_warmup_steps must be a non-negative integer; "
+                         f"got {meta_warmup_steps!r}.")
+
+
+def step_kinds_differ(method, meta_interval, meta_warmup_steps):
+    """Whether a run's steps are not all alike (then, with several
+    replicas, the kind of each step is chosen between calls of the train
+    function, which needs steps_per_execution=1)."""
+    return ((method == "mwnet" and meta_interval > 1)
+            or (method in ("mwnet", "l2rw") and meta_warmup_steps > 0))
+
+
+def check_steps_per_execution(method, meta_interval, meta_warmup_steps,
+                              steps_per_execution, num_replicas):
+    """Raises ValueError where several replicas would need the kind of step
+    chosen inside one call of the train function."""
+    if (step_kinds_differ(method, meta_interval, meta_warmup_steps)
+            and num_replicas > 1 and steps_per_execution != 1):
+        raise ValueError(
+            "meta_interval > 1 or meta_warmup_steps > 0 under a "
+            "multi-replica strategy chooses the kind of step between calls "
+            "of the train function, so it needs steps_per_execution=1; got "
+            f"{steps_per_execution}.")
+
+
+def check_weighting_net_given(method, weighting_net):
+    """Raises ValueError for method="fixed" without a learned V."""
+    if method == "fixed" and weighting_net is None:
+        raise ValueError(
+            'method="fixed" trains with the weights of a learned V: give '
+            "it as weighting_net (a run's weighting_net.keras; in Python, "
+            "loaded with mwnet_tf.load_weighting_net).")
+
+
+def check_classifier_built(classifier):
+    if not classifier.built:
+        raise ValueError(
+            "The classifier must be built before it is wrapped: give it an "
+            "keras.Input or call it once on a batch.")
+
+
+def check_families_fit(weighting_net, classifier):
+    """A class-aware V must name a family for each of the classifier's
+    classes."""
+    families = getattr(weighting_net, "class_families", None)
+    num_classes = classifier.output_shape[-1] if families is not None else None
+    if families is not None and len(families) != num_classes:
+        raise ValueError(
+            f"The class-aware weighting net has families for {len(families)} "
+            f"classes, but the classifier has {num_classes}; build it with "
+            "task_families of this data set's label counts.")
+
+
+def check_lookahead_optimizer(lookahead, optimizer_class):
+    """lookahead="optimizer" replays an SGD step, so it needs SGD."""
+    import keras
+
+    if lookahead == "optimizer" and not issubclass(optimizer_class,
+                                                   keras.optimizers.SGD):
+        raise ValueError(
+            'lookahead="optimizer" needs a keras.optimizers.SGD classifier '
+            f"optimizer; got {optimizer_class.__name__}. Use "
+            'lookahead="sgd" with other optimisers.')
