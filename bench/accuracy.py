@@ -100,6 +100,10 @@ VARIANTS = {
     # ones, instead of first learning to rise.
     "mwnet_k10_lr3_w500": ["--method=mwnet", "--meta_interval=10",
                            "--meta_lr=0.003", "--meta_warmup_steps=500"],
+    # The same with a 200-step warm-up (2 epochs): more meta steps, and
+    # V weights less than 1 for less of the run.
+    "mwnet_k10_lr3_w200": ["--method=mwnet", "--meta_interval=10",
+                           "--meta_lr=0.003", "--meta_warmup_steps=200"],
     # CMW-Net's class-aware V (--vnet=class_aware, 3 task families from
     # k-means on the classes' label counts), exact and with flags/fast.cfg.
     "cmwnet": ["--method=mwnet", "--vnet=class_aware"],
@@ -380,6 +384,7 @@ STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
              "mwnet_k10_lr3": 1.43,
              # 500 fixed-V steps, then 1,500 of mwnet_k10_lr3's.
              "mwnet_k10_lr3_w500": round(0.25 * 0.97 + 0.75 * 1.43, 2),
+             "mwnet_k10_lr3_w200": round(0.1 * 0.97 + 0.9 * 1.43, 2),
              # The class-aware V, from a second invocation (BENCHMARKS.md,
              # "CMW-Net"), in which mwnet read 2.94 and mwnet_k10 1.19:
              #   python bench/step_time.py --models resnet32 \

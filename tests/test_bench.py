@@ -357,6 +357,24 @@ def test_distributed_table_over_one_device_replicas_and_workers():
         assert row["x per-replica BN"] == "-"
 
 
+@pytest.mark.slow
+def test_distributed_input_work_per_worker():
+    """Worker 0 of two reads half of every global batch of either pipeline."""
+    output = _run("distributed.py", "--input", "--steps=2", "--warmup=1",
+                  "--repeats=1")
+
+    table = _markdown_table(output, "input |")
+    assert [(row["input"], row["workers"], row["examples per worker"])
+            for row in table] == [("arrays", "1", "100"), ("arrays", "2", "50"),
+                                  ("files", "1", "32"), ("files", "2", "16")]
+    for one, two in (table[0:2], table[2:4]):
+        assert one["x one worker"] == "1.00"
+        assert float(two["x one worker"]) == pytest.approx(
+            _positive(two["CPU s / batch"]) / _positive(one["CPU s / batch"]),
+            rel=0.05, abs=0.01)
+        _positive(two["wall s / batch"])
+
+
 def test_accuracy_variants_name_the_files_they_need():
     """The fixed variant reuses the other seed's committed mwnet_block V at
     every noise rate; ce_matched_lr is refused where no rate is matched."""
