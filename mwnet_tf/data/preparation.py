@@ -66,7 +66,7 @@ class PreparedData:
             (an image folder with noise="none", Clothing1M) have no such flag,
             as which of them are wrong is unknown (Clothing1M's rate among the
             images with a known clean label is in `statistics`). Pair it with
-            `meta` through `mwnet_tf.with_meta`; a plain
+            `meta` through `training_input()` (or `mwnet_tf.with_meta`); a plain
             `keras.Model.fit(train)` would read `is_corrupted` as sample
             weights.
         meta: Batched `(image float32 [B_m, H, W, C], label int32 [B_m])` of

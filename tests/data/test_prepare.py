@@ -204,6 +204,33 @@ def test_distributes_over_two_replicas(tiny_folder, cache_dir,
             c_part.numpy() == 1, y_part.numpy() != _labels_from_images(x_part))
 
 
+def test_each_input_pipeline_builds_its_share_of_the_training_input(
+        tiny_folder, cache_dir):
+    """What distribute_datasets_from_function gives two workers of one
+    replica each: halves of every global training and meta batch, which
+    concatenated are the one-process batches of the same epoch."""
+    epoch = tf.Variable(1, dtype=tf.int64)
+    data = _folder(tiny_folder, cache_dir, batch_size=6, meta_batch_size=4,
+                   epoch=epoch)
+
+    def first_steps(dataset):
+        return [tf.nest.flatten(element) for element in dataset.take(3)]
+
+    whole = first_steps(data.training_input())
+    halves = [first_steps(data.training_input(tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=i, num_replicas_in_sync=2)))
+        for i in (0, 1)]
+    for step, tensors in enumerate(whole):
+        for t, tensor in enumerate(tensors):
+            parts = [half[step][t].numpy() for half in halves]
+            assert len(parts[0]) == len(tensor) // 2
+            np.testing.assert_array_equal(np.concatenate(parts), tensor)
+    with pytest.raises(ValueError, match="one replica per pipeline"):
+        data.training_input(tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=0,
+            num_replicas_in_sync=4))
+
+
 @pytest.mark.parametrize("noise, noise_rate, flagged", [
     ("none", 0.6, False), ("uniform", 0.6, True), ("uniform", 0.0, True)])
 def test_corrupted_flag_only_when_noise_is_injected(tiny_folder, cache_dir,
