@@ -117,10 +117,10 @@ def measure_input(kind, workers, batches, warmup):
                 augment=True, drop_remainder=True, seed=0, shard=shard)
         iterator = iter(dataset)
         for _ in range(warmup):
-            examples = len(next(iterator)[1])
+            next(iterator)
         cpu, wall = time.process_time(), time.perf_counter()
         for _ in range(batches):
-            next(iterator)
+            examples = len(next(iterator)[1])
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"examples": examples, "cpu_s": cpu / batches,
             "wall_s": wall / batches}

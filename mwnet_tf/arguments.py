@@ -2,10 +2,13 @@
 
 `MetaWeightNet` calls these on construction and in `compile`; the runner's
 flag layer calls the same functions, so a rule and its message live in one
-place. Every check raises ValueError with a one-line message.
+place. Every check raises ValueError with a one-line message. `is_integer`
+is the test the data stages and the zoo share.
 """
 
 import numbers
+
+import keras
 
 from mwnet_tf.meta_gradient import LOOKAHEADS, WEIGHT_NORMALIZATIONS
 
@@ -90,8 +93,6 @@ def check_families_fit(weighting_net, classifier):
 
 def check_lookahead_optimizer(lookahead, optimizer_class):
     """lookahead="optimizer" replays an SGD step, so it needs SGD."""
-    import keras
-
     if lookahead == "optimizer" and not issubclass(optimizer_class,
                                                    keras.optimizers.SGD):
         raise ValueError(

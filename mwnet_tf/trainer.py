@@ -33,9 +33,11 @@ from mwnet_tf import layer_scope
 from mwnet_tf import meta_gradient as mg
 from mwnet_tf.fit_workarounds import FitWorkarounds
 from mwnet_tf.step_metrics import StepMetrics
+from mwnet_tf.arguments import step_kinds_differ
 from mwnet_tf.weighting_net import WeightingNet
 # Re-exported: the names users and earlier releases import from here.
-from mwnet_tf.arguments import METHODS, step_kinds_differ  # noqa: F401
+from mwnet_tf.arguments import (  # noqa: F401
+    METHODS, check_steps_per_execution, check_weighting_net_given)
 from mwnet_tf.layer_scope import lookahead_layers, weight_layers  # noqa: F401
 from mwnet_tf.meta_gradient import (  # noqa: F401
     LOOKAHEADS, WEIGHT_NORMALIZATIONS)

@@ -138,15 +138,15 @@ class PreparedData:
         Returns:
             A `tf.data.Dataset` of `((x, y[, corrupted]), (x_meta, y_meta))`.
         """
-        if input_context is None or input_context.num_input_pipelines == 1:
-            return with_meta(self.train, self.meta)
-        if input_context.num_replicas_in_sync != \
-                input_context.num_input_pipelines:
+        if input_context is not None and (input_context.num_replicas_in_sync
+                                          != input_context.num_input_pipelines):
             raise ValueError(
                 f"{input_context.num_replicas_in_sync} replicas over "
                 f"{input_context.num_input_pipelines} input pipelines: "
                 "per-pipeline input needs one replica per pipeline; pass "
                 "training_input() to fit and let the strategy split batches.")
+        if input_context is None or input_context.num_input_pipelines == 1:
+            return with_meta(self.train, self.meta)
         if self._training_shard is None:
             raise ValueError("This PreparedData cannot build shards of its "
                              "input; build it with `prepare`.")

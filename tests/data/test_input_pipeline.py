@@ -133,6 +133,11 @@ def _assert_shards_concatenate_to_whole(make, count, epochs=2):
     the unsharded batch: images (augmented), labels and flags, every epoch."""
     epoch = tf.Variable(0, dtype=tf.int64)
     whole = _epochs(make(None, epoch), epoch, epochs)
+    # The same batches without augmentation: the images differ, so equal
+    # shards below are not equal for want of augmentation.
+    plain = _epochs(make(None, epoch, augment=False), epoch, 1)
+    np.testing.assert_array_equal(plain[0][0][1], whole[0][0][1])
+    assert not np.array_equal(plain[0][0][0], whole[0][0][0])
     shards = [_epochs(make((i, count), epoch), epoch, epochs)
               for i in range(count)]
     for e in range(epochs):
@@ -142,8 +147,6 @@ def _assert_shards_concatenate_to_whole(make, count, epochs=2):
                 parts = [shard[e][b][t] for shard in shards]
                 assert all(len(p) == len(tensor) // count for p in parts)
                 np.testing.assert_array_equal(np.concatenate(parts), tensor)
-    # The augmentation did something, so equality above is not vacuous.
-    assert not np.array_equal(whole[0][0][0], whole[1][0][0])
 
 
 def test_array_shards_concatenate_to_the_whole_batch():
@@ -151,10 +154,10 @@ def test_array_shards_concatenate_to_the_whole_batch():
     images = rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
     labels = rng.integers(0, 5, 40)
 
-    def make(shard, epoch):
+    def make(shard, epoch, augment=True):
         return pipeline.array_dataset(
             images, labels, 8, corrupted=labels % 2 == 0, shuffle=True,
-            augment=True, drop_remainder=True, seed=5, epoch=epoch,
+            augment=augment, drop_remainder=True, seed=5, epoch=epoch,
             shard=shard)
 
     for count in (2, 4):
@@ -188,10 +191,10 @@ def test_file_shards_concatenate_to_the_whole_batch(tmp_path):
         paths.append(path)
     labels = np.arange(12) % 3
 
-    def make(shard, epoch):
+    def make(shard, epoch, augment=True):
         return pipeline.file_dataset(
             np.array(paths), labels, 4, corrupted=labels == 0, shuffle=True,
-            augment=True, drop_remainder=True, seed=3, epoch=epoch,
+            augment=augment, drop_remainder=True, seed=3, epoch=epoch,
             resize=12, crop=8, shard=shard)
 
     _assert_shards_concatenate_to_whole(make, 2)

@@ -225,10 +225,11 @@ def test_each_input_pipeline_builds_its_share_of_the_training_input(
             parts = [half[step][t].numpy() for half in halves]
             assert len(parts[0]) == len(tensor) // 2
             np.testing.assert_array_equal(np.concatenate(parts), tensor)
-    with pytest.raises(ValueError, match="one replica per pipeline"):
-        data.training_input(tf.distribute.InputContext(
-            num_input_pipelines=2, input_pipeline_id=0,
-            num_replicas_in_sync=4))
+    for pipelines, replicas in ((2, 4), (1, 2)):
+        with pytest.raises(ValueError, match="one replica per pipeline"):
+            data.training_input(tf.distribute.InputContext(
+                num_input_pipelines=pipelines, input_pipeline_id=0,
+                num_replicas_in_sync=replicas))
 
 
 @pytest.mark.parametrize("noise, noise_rate, flagged", [
