@@ -220,7 +220,8 @@ def array_dataset(images, labels, batch_size, *, corrupted=None,
     `pad_crop_flip`.
 
     Args:
-        images: uint8 array [N, H, W, C].
+        images: uint8 array [N, H, W, C], or a uint8 host tensor (shared, not
+            copied, by the pipelines given it).
         labels: Integer array [N].
         batch_size: Batch size.
         corrupted: Optional array [N] of flags; if given, elements are
@@ -250,8 +251,9 @@ def array_dataset(images, labels, batch_size, *, corrupted=None,
         `batch_size // count` with a shard.
     """
     start, size = _sharded(shard, batch_size, drop_remainder)
-    columns, tensors = _host_tensors(labels, corrupted,
-                                     images=np.asarray(images, np.uint8))
+    if not tf.is_tensor(images):
+        images = np.asarray(images, np.uint8)
+    columns, tensors = _host_tensors(labels, corrupted, images=images)
     images = tensors["images"]
     stream = _index_stream(int(images.shape[0]), seed, epoch, shuffle, repeat,
                            batch_size, drop_remainder)

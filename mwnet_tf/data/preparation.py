@@ -428,9 +428,17 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             "raise meta_per_class.")
 
     if source.in_memory:
+        # Each split's images become one host tensor, shared by all the
+        # pipelines that read the split (training, evaluation, shards).
+        host_images = {}
+
         def build(split, labels, batch, **kwargs):
-            return pipeline.array_dataset(split.images, labels, batch,
-                                          **kwargs)
+            if id(split) not in host_images:
+                with tf.device("/cpu:0"):
+                    host_images[id(split)] = tf.convert_to_tensor(
+                        np.asarray(split.images, np.uint8))
+            return pipeline.array_dataset(host_images[id(split)], labels,
+                                          batch, **kwargs)
         image_shape = tuple(int(d) for d in source.train.images.shape[1:])
     else:
         def build(split, labels, batch, **kwargs):
