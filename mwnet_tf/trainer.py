@@ -11,9 +11,10 @@ One training step, for a (possibly noisy) batch (x, y) and a clean meta batch
 
 `train_step` below is these four steps; their mathematics is in
 `mwnet_tf.meta_gradient`, which scope of layers the lookahead moves in
-`mwnet_tf.layer_scope`, and how the step fits into `keras.Model.fit` under
+`mwnet_tf.layer_scope`, how the step fits into `keras.Model.fit` under
 tf.distribute (the meta step every k-th step, keras-team/keras#20585) in
-`mwnet_tf.fit_workarounds`.
+`mwnet_tf.fit_workarounds`, and the rules on the arguments in
+`mwnet_tf.arguments`.
 
 Step 4 reuses the forward pass of step 1: the loss values are the same (w has
 not moved), so only the backward pass is repeated with the new weights as
