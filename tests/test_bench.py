@@ -408,3 +408,114 @@ def test_accuracy_variants_name_the_files_they_need():
     assert process.returncode != 0
     assert "matched learning rate for uniform, flip noise only" in (
         process.stderr)
+
+
+# bench/quickstart.py
+
+
+def _bench_module(name):
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", os.path.join(REPO, "bench", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quickstart_runs_mwnet_cold_then_ce_and_records_both(tiny_archive,
+                                                              tmp_path):
+    scratch, results_dir = tmp_path / "scratch", tmp_path / "results"
+    # Left by an earlier run: the MW-Net run must start from an empty cache.
+    (scratch / "cache").mkdir(parents=True)
+    (scratch / "cache" / "stale").write_text("")
+    # 40 training images in batches of 8: 5 steps, the last 3 meta steps.
+    tiny = ["--model=resnet20", f"--data_path={tiny_archive}",
+            f"--train_subset={len(CLASSES) * TRAIN_PER_CLASS - 8}",
+            "--meta_per_class=2", "--batch_size=8", "--meta_batch_size=8",
+            "--epochs=1", "--lr_decay_epochs=", "--meta_warmup_steps=2",
+            "--meta_interval=1"]
+    output = _run("quickstart.py", "--trial=tiny", "--seeds=3",
+                  f"--scratch={scratch}", f"--results_dir={results_dir}",
+                  "--flags=" + shlex.join(tiny))
+
+    assert sorted(os.listdir(results_dir)) == [
+        "tiny_ce_seed3.json", "tiny_mwnet_seed3.json"]
+    assert not (scratch / "cache" / "stale").exists()
+    records = {}
+    for method in ("mwnet", "ce"):
+        with open(results_dir / f"tiny_{method}_seed3.json") as file:
+            records[method] = json.load(file)
+    mwnet, ce = records["mwnet"], records["ce"]
+    assert (mwnet["cold_cache"], ce["cold_cache"]) == (True, False)
+    # The flagfile first, the trial's flags last (they are what ran).
+    assert mwnet["command"].split()[3] == "--flagfile=flags/quickstart.cfg"
+    assert mwnet["command"].endswith(shlex.join(tiny))
+    assert ce["command"].endswith("--method=ce " + shlex.join(tiny))
+    assert "label_audit" not in ce["results"]
+    for record in records.values():
+        assert record["results"]["data"]["seed"] == 3
+        assert record["results"]["epochs_completed"] == 1
+        _positive(record["wall_seconds"])
+    # The gallery count is read back from the audit's ranking.
+    with open(scratch / "tiny_mwnet_seed3" / "audit.csv") as file:
+        rows = list(csv.DictReader(file))[:36]
+    assert mwnet["gallery"] == {
+        "images": 36, "corrupted": sum(int(r["corrupted"]) for r in rows)}
+
+    [row] = _markdown_table(output, "trial | seed")
+    accuracy = 100 * mwnet["results"]["final_test_accuracy"]
+    ce_accuracy = 100 * ce["results"]["final_test_accuracy"]
+    assert (row["trial"], row["seed"]) == ("tiny", "3")
+    assert float(row["minus CE"]) == pytest.approx(accuracy - ce_accuracy,
+                                                   abs=0.011)
+    assert row["V"] == (
+        mwnet["results"]["label_audit"]["weighting_function"]["shape"])
+    assert ("not above CE" in row["conditions missed"]) == (
+        accuracy <= ce_accuracy)
+
+    # A second call runs nothing (the records exist) and prints the table.
+    assert _markdown_table(_run(
+        "quickstart.py", "--trial=tiny", "--seeds=3",
+        f"--scratch={scratch}", f"--results_dir={results_dir}",
+        "--flags=--epochs=0"), "trial | seed") == [row]
+
+
+def test_quickstart_verdict_names_each_condition_missed():
+    quickstart = _bench_module("quickstart")
+
+    def pair(seconds=250.0, cold=True, shape="decreasing", clean=0.7,
+             corrupted=0.3, auc=0.9, accuracy=0.56, ce_accuracy=0.55):
+        audit = {"weighting_function": {"shape": shape},
+                 "detection": {"mean_weight_clean": clean,
+                               "mean_weight_corrupted": corrupted,
+                               "weight": {"roc_auc": auc},
+                               "loss": {"roc_auc": auc}}}
+        mwnet = {"wall_seconds": seconds, "cold_cache": cold,
+                 "results": {"final_test_accuracy": accuracy,
+                             "label_audit": audit}}
+        ce = {"results": {"final_test_accuracy": ce_accuracy}}
+        return mwnet, ce
+
+    assert quickstart.verdict(*pair()) == []
+    assert quickstart.verdict(*pair(seconds=301)) == [
+        "time > 300 s from a cold start"]
+    assert quickstart.verdict(*pair(cold=False)) == [
+        "time > 300 s from a cold start"]
+    assert quickstart.verdict(*pair(shape="increasing")) == [
+        "V not decreasing"]
+    assert quickstart.verdict(*pair(clean=0.44, corrupted=0.30)) == [
+        "gap < 0.15"]
+    assert quickstart.verdict(*pair(auc=0.79)) == ["AUC < 0.8"]
+    assert quickstart.verdict(*pair(ce_accuracy=0.56)) == ["not above CE"]
+    assert quickstart.verdict(pair()[0], None) == ["no CE run"]
+
+
+def test_quickstart_refuses_bad_arguments_before_any_run(tmp_path):
+    for argument in ("--seeds=1,x", "--methods=l2rw", "--trial=a/b"):
+        process = subprocess.run(
+            [sys.executable, "bench/quickstart.py", argument,
+             f"--scratch={tmp_path}", f"--results_dir={tmp_path}"],
+            cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+        assert process.returncode != 0
+        assert "quickstart.py: error: unknown" in process.stderr
+        assert os.listdir(tmp_path) == []
