@@ -85,7 +85,7 @@ def run_one(trial, method, seed, extra_flags, scratch, results_dir):
     history = read_history(os.path.join(workdir, "history.csv"))
     record = {
         "trial": trial, "method": method, "seed": seed,
-        "command": "python -m mwnet_tf.main " + " ".join(flags),
+        "command": "python -m mwnet_tf.main " + shlex.join(flags),
         "cold_cache": cold, "wall_seconds": wall, "results": results,
         "history": {key: [row.get(key) for row in history]
                     for key in ("val_accuracy", "clean_weight",
