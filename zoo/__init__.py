@@ -19,6 +19,8 @@ from zoo import wide_resnet
 # nothing; a named configuration fixes its depth (and width).
 _REGISTRY = {
     "resnet_cifar": (resnet_cifar.resnet_cifar, {}),
+    "resnet8": (resnet_cifar.resnet_cifar, {"depth": 8}),
+    "resnet14": (resnet_cifar.resnet_cifar, {"depth": 14}),
     "resnet20": (resnet_cifar.resnet_cifar, {"depth": 20}),
     "resnet32": (resnet_cifar.resnet_cifar, {"depth": 32}),
     "resnet44": (resnet_cifar.resnet_cifar, {"depth": 44}),
