@@ -1,5 +1,6 @@
 """The experiment runner: flagfiles, end-to-end runs, resume, bad input."""
 
+import csv
 import glob
 import json
 import os
@@ -110,8 +111,11 @@ def test_every_flagfile_parses_and_validates(path):
 @pytest.mark.parametrize("method", ["mwnet", "ce", "l2rw"])
 def test_end_to_end_run_writes_results(method, image_tree, tmp_path):
     workdir = tmp_path / "run"
+    # CE evaluates the test set after the last epoch only.
+    test_every = 5 if method == "ce" else 1
     results = _run(_tiny_args(workdir, image_tree, tmp_path / "cache",
-                              f"--method={method}"))
+                              f"--method={method}",
+                              f"--test_every={test_every}"))
     with open(workdir / "results.json") as file:
         saved = json.load(file)
     assert saved == json.loads(json.dumps(results))
@@ -119,6 +123,12 @@ def test_end_to_end_run_writes_results(method, image_tree, tmp_path):
     history = callbacks_lib.read_history(workdir / "history.csv")
     assert saved["final_test_accuracy"] == pytest.approx(
         history[-1]["val_accuracy"])
+    assert np.isnan(history[0]["val_accuracy"]) == (test_every > 1)
+    assert saved["best_test_accuracy"] == pytest.approx(np.nanmax(
+        [row["val_accuracy"] for row in history]))
+    # Every row has the same columns, and the meta set is evaluated in both.
+    assert history[0].keys() == history[1].keys()
+    assert all(np.isfinite(row["meta_eval_accuracy"]) for row in history)
     assert saved["epochs_completed"] == 2
     assert saved["data"]["num_classes"] == 4
     assert saved["data"]["meta_counts"] == [2, 2, 2, 2]
@@ -210,10 +220,14 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(
     schedule and the epoch's batches all come back. The work directory's
     lock died with the killed process, or the rerun would refuse.
     """
+    # CE tests only after its last epoch: the killed run's history has an
+    # untested epoch, the resumed run's a tested one.
+    test_every = 2 if method == "ce" else 1
+
     def command(workdir):
         return [sys.executable, "-m", "mwnet_tf.main", *_tiny_args(
             workdir, long_epoch_tree, tmp_path / "cache", f"--method={method}",
-            "--deterministic", "--verbose=2")]
+            "--deterministic", "--verbose=2", f"--test_every={test_every}")]
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     subprocess.run(command(tmp_path / "straight"), cwd=REPO, env=env,
@@ -236,7 +250,14 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(
     for a, b in zip(_final_weights(tmp_path / "straight"),
                     _final_weights(killed)):
         np.testing.assert_array_equal(a, b)
-    assert len(callbacks_lib.read_history(killed / "history.csv")) == 2
+    history = callbacks_lib.read_history(killed / "history.csv")
+    assert len(history) == 2
+    # One set of columns before and after the resume.
+    with open(killed / "history.csv") as file:
+        assert len({len(row) for row in csv.reader(file)}) == 1
+    with open(killed / "results.json") as file:
+        assert history[-1]["val_accuracy"] == pytest.approx(
+            json.load(file)["final_test_accuracy"])
 
 
 @pytest.mark.slow
@@ -295,6 +316,7 @@ def test_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
     (["--pretrained_weights=w.h5"], "resnet50 only"),
     (["--vnet_hidden=0"], "vnet_hidden"),
     (["--meta_scope=0"], "meta_scope"),
+    (["--test_every=0"], "test_every"),
     (["--meta_scope=logits,,stage3"], "meta_scope"),
     (["--distribute=parameter_server"], "distribute"),
     (["--distribute=multi_worker", "--meta_interval=2",
@@ -566,3 +588,10 @@ def test_a_failing_audit_keeps_the_results_and_says_why(
     failures = [r.getMessage() for r in caplog.records
                 if "label audit failed" in r.getMessage()]
     assert len(failures) == 1 and "\n" not in failures[0]
+
+
+def test_test_epochs_are_every_nth_and_the_last():
+    assert main_lib.test_epochs(3, 1) == [1, 2, 3]
+    assert main_lib.test_epochs(5, 2) == [2, 4, 5]
+    assert main_lib.test_epochs(6, 3) == [3, 6]
+    assert main_lib.test_epochs(2, 5) == [2]

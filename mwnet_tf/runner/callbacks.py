@@ -125,6 +125,29 @@ class EpochTimer(keras.callbacks.Callback):
         self._paused = None
 
 
+class UntestedEpochLogs(keras.callbacks.Callback):
+    """Gives an epoch without a test evaluation (`fit`'s `validation_freq`)
+    NaN test metrics.
+
+    CSVLogger fixes its columns at the first epoch it writes; without this, a
+    run whose first epoch is untested and a resumed run whose first epoch is
+    tested would write rows of different columns to one file. Place it after
+    loggers that should skip untested epochs (TensorBoard), before CSVLogger.
+
+    Args:
+        names: The metrics `evaluate` returns.
+    """
+
+    def __init__(self, names=("loss", "accuracy")):
+        super().__init__()
+        self.names = tuple(names)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            for name in self.names:
+                logs.setdefault(f"val_{name}", float("nan"))
+
+
 class EpochVariable(keras.callbacks.Callback):
     """Keeps a `tf.Variable` equal to the current epoch.
 

@@ -33,7 +33,8 @@ FLAG_GROUPS = (
     ("Optimisation", (
         "epochs", "lr", "lr_decay_epochs", "lr_decay", "momentum", "nesterov",
         "weight_decay", "meta_lr", "meta_weight_decay")),
-    ("Run control and output", ("workdir", "overwrite", "verbose", "audit")),
+    ("Run control and output", ("workdir", "overwrite", "verbose", "audit",
+                                "test_every")),
     ("Distribution and precision", (
         "distribute", "synchronized_batch_norm", "mixed_bfloat16",
         "deterministic", "steps_per_execution")),
@@ -175,6 +176,11 @@ def define_flags():
                       "audit the training labels: audit.csv (lowest weight "
                       "first), suspect_labels.png, and how well the weights "
                       "find corrupted labels in results.json.")
+    flags.DEFINE_integer("test_every", DEFAULTS.test_every,
+                         "Evaluate the test set after every N-th epoch and "
+                         "after the last (1: every epoch; the meta set is "
+                         "evaluated every epoch). Larger N saves time on "
+                         "short runs and slow CPUs.", lower_bound=1)
     # ## Optimisation
     flags.DEFINE_integer("epochs", DEFAULTS.epochs,
                          "Training epochs.", lower_bound=1)

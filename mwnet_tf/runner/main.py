@@ -155,15 +155,25 @@ def check_paths(config):
             raise ExperimentError(f"--weighting_net: {error}") from error
 
 
+def test_epochs(epochs, test_every):
+    """The epochs (1-based, as `fit`'s `validation_freq` counts) after which
+    the test set is evaluated: every `test_every`-th and the last."""
+    return sorted(set(range(test_every, epochs + 1, test_every)) | {epochs})
+
+
 def summarise(history, test_logs, statistics, steps_per_epoch):
-    best_meta = max(history, key=lambda row: row.get("meta_eval_accuracy", 0.0))
+    # With --test_every > 1 only some epochs have a test accuracy; "best" and
+    # "at best meta accuracy" are taken over those.
+    tested = [row for row in history
+              if np.isfinite(row.get("val_accuracy", np.nan))]
+    best_meta = max(tested, key=lambda row: row.get("meta_eval_accuracy", 0.0))
     epoch_seconds = [row["epoch_seconds"] for row in history
                      if "epoch_seconds" in row]
     median_epoch = float(np.median(epoch_seconds)) if epoch_seconds else None
     return {
         "final_test_accuracy": test_logs["accuracy"],
         "final_test_loss": test_logs["loss"],
-        "best_test_accuracy": max(row["val_accuracy"] for row in history),
+        "best_test_accuracy": max(row["val_accuracy"] for row in tested),
         "best_meta_epoch": int(best_meta["epoch"]) + 1,
         "test_accuracy_at_best_meta_accuracy": best_meta["val_accuracy"],
         "best_meta_accuracy": best_meta.get("meta_eval_accuracy"),
@@ -296,8 +306,11 @@ def _train_and_report(workdir, config, resuming, hold):
         keras.callbacks.TerminateOnNaN(),
     ]
     if chief:
-        callbacks += [keras.callbacks.CSVLogger(history_path, append=True),
-                      keras.callbacks.TensorBoard(logs_dir, histogram_freq=1)]
+        # TensorBoard before UntestedEpochLogs: it plots test metrics only
+        # where they were measured.
+        callbacks += [keras.callbacks.TensorBoard(logs_dir, histogram_freq=1),
+                      callbacks_lib.UntestedEpochLogs(),
+                      keras.callbacks.CSVLogger(history_path, append=True)]
         if learned_weights:
             callbacks.insert(0, callbacks_lib.WeightingFunctionLogger(
                 os.path.join(logs_dir, "weighting")))
@@ -315,11 +328,19 @@ def _train_and_report(workdir, config, resuming, hold):
                      "global batch", replicas, replicas)
     else:
         train_input = data.training_input()
-    model.fit(train_input, epochs=config.epochs, validation_data=data.test,
-              callbacks=callbacks, verbose=verbose if chief else 0,
-              shuffle=False)  # The pipeline shuffles, seeded per epoch.
-    # Every worker evaluates (its share of the test set, in one collective).
-    test_logs = model.evaluate(data.test, verbose=0, return_dict=True)
+    fit_logs = model.fit(
+        train_input, epochs=config.epochs, validation_data=data.test,
+        validation_freq=test_epochs(config.epochs, config.test_every),
+        callbacks=callbacks, verbose=verbose if chief else 0,
+        shuffle=False).history  # The pipeline shuffles, seeded per epoch.
+    # The last epoch is always tested, at the final weights; only a resumed
+    # run that had no epoch left to train evaluates again (every worker, its
+    # share of the test set, in one collective: all workers decide alike).
+    if fit_logs.get("val_accuracy"):
+        test_logs = {"loss": fit_logs["val_loss"][-1],
+                     "accuracy": fit_logs["val_accuracy"][-1]}
+    else:
+        test_logs = model.evaluate(data.test, verbose=0, return_dict=True)
     if not chief:
         logging.info("Worker done; the chief writes the results to %s",
                      workdir)

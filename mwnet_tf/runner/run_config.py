@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 # Settings that change how a run is watched or stored, not what it computes:
 # a work directory may be resumed with other values of these.
 RUN_CONTROL = ("workdir", "overwrite", "verbose", "download", "cache_dir",
-               "audit")
+               "audit", "test_every")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,7 @@ class RunConfig:
     overwrite: bool = False
     verbose: str = "auto"
     audit: bool = True
+    test_every: int = 1
     # Experiment and data.
     dataset: str = "cifar10"
     data_path: Optional[str] = None
