@@ -28,6 +28,7 @@ import argparse
 import csv
 import json
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -55,6 +56,18 @@ def gallery_corrupted(audit_csv, count):
     if not rows or rows[0].get("corrupted", "") == "":
         return None
     return sum(int(row["corrupted"]) for row in rows)
+
+
+def cpu_kind(cpuinfo="/proc/cpuinfo"):
+    """What sets this CPU's float32 speed here: "AVX-512", "AVX2", or the
+    machine's architecture (the quickstart takes about 3x as long on an
+    AVX2-only CPU as on an AVX-512 one of this project's VMs)."""
+    from mwnet_tf.precision import cpu_flags
+
+    flags = cpu_flags(cpuinfo) or set()
+    if "avx512f" in flags:
+        return "AVX-512"
+    return "AVX2" if "avx2" in flags else platform.machine()
 
 
 def run_one(trial, method, seed, extra_flags, scratch, results_dir):
@@ -86,7 +99,8 @@ def run_one(trial, method, seed, extra_flags, scratch, results_dir):
     record = {
         "trial": trial, "method": method, "seed": seed,
         "command": "python -m mwnet_tf.main " + shlex.join(flags),
-        "cold_cache": cold, "wall_seconds": wall, "results": results,
+        "cold_cache": cold, "wall_seconds": wall, "cpu": cpu_kind(),
+        "results": results,
         "history": {key: [row.get(key) for row in history]
                     for key in ("val_accuracy", "clean_weight",
                                 "corrupted_weight", "mean_weight",
@@ -140,10 +154,10 @@ def verdict(mwnet, ce):
 
 
 def table(records):
-    lines = ["| trial | seed | wall s (cold) | test acc | CE, same flags | "
-             "minus CE | clean / corrupted weight (audit) | AUC weight / "
-             "loss | V | gallery: corrupted | conditions missed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| trial | seed | wall s (cold) | CPU | test acc | "
+             "CE, same flags | minus CE | clean / corrupted weight (audit) | "
+             "AUC weight / loss | V | gallery: corrupted | conditions missed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (trial, method, seed), mwnet in sorted(records.items()):
         if method != "mwnet":
             continue
@@ -172,7 +186,7 @@ def table(records):
         cold = "" if mwnet["cold_cache"] else " (warm)"
         lines.append(
             f"| {trial} | {seed} | {mwnet['wall_seconds']:.0f}{cold} | "
-            f"{accuracy:.2f} | {ce_accuracy} | {difference} | {weights} | "
+            f"{mwnet.get('cpu', '-')} | {accuracy:.2f} | {ce_accuracy} | {difference} | {weights} | "
             f"{auc} | {shape} | {corrupted} | {missed} |")
     return "\n".join(lines)
 

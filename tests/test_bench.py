@@ -14,6 +14,7 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import re
 import shlex
 import subprocess
@@ -171,7 +172,7 @@ def test_accuracy_trains_one_tiny_variant_end_to_end(tiny_archive, tmp_path):
     committed = sorted(os.listdir(os.path.join(REPO, "bench", "results",
                                                "weighting_nets")))
     # A subset smaller than the train split, as the protocol takes one.
-    tiny = ["--model=resnet20", "--meta_per_class=2",
+    tiny = ["--model=resnet8", "--meta_per_class=2",
             f"--train_subset={len(CLASSES) * TRAIN_PER_CLASS - 8}",
             "--batch_size=8", "--meta_batch_size=8", "--epochs=1",
             f"--cache_dir={tmp_path / 'cache'}"]
@@ -299,7 +300,7 @@ def test_input_pipeline_falls_back_to_synthetic_images(tmp_path):
     assert match[5] == "64 synthetic 32x32 images (archive not found)"
 
 
-# bench/step_time.py and bench/distributed.py: ResNet-20 (the smallest model
+# bench/step_time.py and bench/distributed.py: ResNet-8 (the smallest model
 # in the zoo with a known top block), batch 4, one timed step after one
 # warm-up step, float32, one process per configuration.
 TINY_TIMING = ["--batch_size=4", "--steps=1", "--warmup=1", "--repeats=1"]
@@ -307,7 +308,7 @@ TINY_TIMING = ["--batch_size=4", "--steps=1", "--warmup=1", "--repeats=1"]
 
 @pytest.mark.slow
 def test_step_time_table(tmp_path):
-    output = _run("step_time.py", "--models=resnet20", "--policies=float32",
+    output = _run("step_time.py", "--models=resnet8", "--policies=float32",
                   "--scopes=block", "--methods=fixed", "--intervals=2",
                   *TINY_TIMING)
 
@@ -321,7 +322,7 @@ def test_step_time_table(tmp_path):
         # The amortised row times whole intervals: 1 step rounds up to 2.
         steps = "2 x 1" if row["meta step every"] == "2 (mean)" else "1 x 1"
         assert (row["model"], row["policy"], row["steps x processes"]) == (
-            "resnet20", "float32", steps)
+            "resnet8", "float32", steps)
         _positive(row["s / step"])
         _positive(row["peak RSS MiB"])
         # Each "x CE" is the column before it over CE's (rounded as printed).
@@ -342,7 +343,7 @@ def test_distributed_table_over_one_device_replicas_and_workers():
     # variant that needs cross-replica communication in the forward pass.
     # MW-Net on replicas and workers is tested in test_trainer.py and
     # test_multi_worker.py.
-    output = _run("distributed.py", "--model=resnet20", "--methods=ce",
+    output = _run("distributed.py", "--model=resnet8", "--methods=ce",
                   "--batch_norms=synchronized", *TINY_TIMING)
 
     table = _markdown_table(output, "strategy |")
@@ -429,7 +430,7 @@ def test_quickstart_runs_mwnet_cold_then_ce_and_records_both(tiny_archive,
     (scratch / "cache").mkdir(parents=True)
     (scratch / "cache" / "stale").write_text("")
     # 40 training images in batches of 8: 5 steps, the last 3 meta steps.
-    tiny = ["--model=resnet20", f"--data_path={tiny_archive}",
+    tiny = ["--model=resnet8", f"--data_path={tiny_archive}",
             f"--train_subset={len(CLASSES) * TRAIN_PER_CLASS - 8}",
             "--meta_per_class=2", "--batch_size=8", "--meta_batch_size=8",
             "--epochs=1", "--lr_decay_epochs=", "--meta_warmup_steps=2",
@@ -466,6 +467,8 @@ def test_quickstart_runs_mwnet_cold_then_ce_and_records_both(tiny_archive,
     accuracy = 100 * mwnet["results"]["final_test_accuracy"]
     ce_accuracy = 100 * ce["results"]["final_test_accuracy"]
     assert (row["trial"], row["seed"]) == ("tiny", "3")
+    assert row["CPU"] == mwnet["cpu"] == ce["cpu"] in ("AVX-512", "AVX2",
+                                                      platform.machine())
     assert float(row["minus CE"]) == pytest.approx(accuracy - ce_accuracy,
                                                    abs=0.011)
     assert row["V"] == (
@@ -478,6 +481,16 @@ def test_quickstart_runs_mwnet_cold_then_ce_and_records_both(tiny_archive,
         "quickstart.py", "--trial=tiny", "--seeds=3",
         f"--scratch={scratch}", f"--results_dir={results_dir}",
         "--flags=--epochs=0"), "trial | seed") == [row]
+
+
+def test_quickstart_records_the_kind_of_cpu(tmp_path):
+    quickstart = _bench_module("quickstart")
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, kind in (("fpu avx2 avx512f avx512_bf16", "AVX-512"),
+                        ("fpu sse4_2 avx2 fma", "AVX2"),
+                        ("fp asimd", platform.machine())):
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert quickstart.cpu_kind(str(cpuinfo)) == kind
 
 
 def test_quickstart_verdict_names_each_condition_missed():

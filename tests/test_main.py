@@ -60,7 +60,7 @@ def _parse(args):
 def _tiny_args(workdir, tree, cache, *extra):
     return ["--flagfile=flags/base.cfg", f"--workdir={workdir}",
             "--dataset=folder", f"--data_path={tree}", f"--cache_dir={cache}",
-            "--model=resnet20", "--batch_size=8", "--meta_batch_size=4",
+            "--model=resnet8", "--batch_size=8", "--meta_batch_size=4",
             "--meta_per_class=2", "--vnet_hidden=8", "--epochs=2",
             "--lr_decay_epochs=1", "--verbose=0", *extra]
 

@@ -582,8 +582,8 @@ def test_meta_interval_on_two_replicas_needs_one_step_per_execution(
             model.compile(steps_per_execution=2)
 
 
-def _resnet20(synchronized_batch_norm):
-    classifier = zoo.build("resnet20", 4, input_shape=(8, 8, 3), seed=0,
+def _resnet8(synchronized_batch_norm):
+    classifier = zoo.build("resnet8", 4, input_shape=(8, 8, 3), seed=0,
                            synchronized_batch_norm=synchronized_batch_norm)
     model = mwnet_tf.MetaWeightNet(
         classifier, mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0))
@@ -595,18 +595,18 @@ def _resnet20(synchronized_batch_norm):
 @pytest.mark.slow
 def test_synchronized_batch_norm_makes_two_replicas_match_one_device(
         two_replica_strategy):
-    """ResNet-20, MW-Net: every BatchNorm sees the global batch (and meta
+    """ResNet-8, MW-Net: every BatchNorm sees the global batch (and meta
     batch), in the training pass, the lookahead and its meta-gradient."""
     rng = np.random.default_rng(4)
     data = ((rng.normal(size=(16, 8, 8, 3)).astype("float32"),
              rng.integers(0, 4, 16)),
             (rng.normal(size=(8, 8, 8, 3)).astype("float32"),
              rng.integers(0, 4, 8)))
-    single = _resnet20(synchronized_batch_norm=True)
+    single = _resnet8(synchronized_batch_norm=True)
     _train(single, data, 2)
     with two_replica_strategy.scope():
-        synchronized = _resnet20(synchronized_batch_norm=True)
-        per_replica = _resnet20(synchronized_batch_norm=False)
+        synchronized = _resnet8(synchronized_batch_norm=True)
+        per_replica = _resnet8(synchronized_batch_norm=False)
     _train(synchronized, data, 2)
     _train(per_replica, data, 2)
     assert _max_difference(single, synchronized) < 1e-5
