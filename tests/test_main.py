@@ -224,10 +224,13 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(
     # untested epoch, the resumed run's a tested one.
     test_every = 2 if method == "ce" else 1
 
+    # ResNet-20, not the tiny runs' ResNet-8: an epoch must last long enough
+    # on a fast CPU to be killed in.
     def command(workdir):
         return [sys.executable, "-m", "mwnet_tf.main", *_tiny_args(
             workdir, long_epoch_tree, tmp_path / "cache", f"--method={method}",
-            "--deterministic", "--verbose=2", f"--test_every={test_every}")]
+            "--deterministic", "--verbose=2", f"--test_every={test_every}",
+            "--model=resnet20")]
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     subprocess.run(command(tmp_path / "straight"), cwd=REPO, env=env,
@@ -433,9 +436,11 @@ def test_a_second_run_on_a_busy_workdir_refuses_and_changes_nothing(
     """Two real processes, one work directory: the second stops at once in
     one line; the first finishes with its history and results intact."""
     workdir = tmp_path / "run"
+    # ResNet-20, not the tiny runs' ResNet-8: the first run must still be
+    # training when the second has started up.
     command = [sys.executable, "-m", "mwnet_tf.main", *_tiny_args(
         workdir, long_epoch_tree, tmp_path / "cache", "--method=ce",
-        "--verbose=2")]
+        "--verbose=2", "--model=resnet20")]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     first = _started_until(command, env, "Epoch 1/2")
     try:

@@ -107,10 +107,12 @@ def test_keras_still_fails_where_metaweightnet_works_around_it(
 
 
 def _runner_args(workdir, tree, cache, *extra):
+    # ResNet-20 rather than ResNet-8 (tests/test_main.py's tiny runs): an
+    # epoch must last long enough on a fast CPU to kill the workers in.
     return ["-m", "mwnet_tf.main",
             f"--flagfile={os.path.join(REPO, 'flags', 'base.cfg')}",
             f"--workdir={workdir}", "--dataset=folder", f"--data_path={tree}",
-            f"--cache_dir={cache}", "--model=resnet8", "--batch_size=8",
+            f"--cache_dir={cache}", "--model=resnet20", "--batch_size=8",
             "--meta_batch_size=4", "--meta_per_class=2", "--vnet_hidden=8",
             "--epochs=2", "--lr_decay_epochs=1", "--verbose=2",
             "--deterministic", "--synchronized_batch_norm", *extra]
@@ -151,7 +153,7 @@ def two_worker_run(runner_tree, tmp_path_factory):
 @pytest.mark.slow
 def test_runner_on_two_workers_matches_one_process(two_worker_run,
                                                    runner_tree, tmp_path):
-    """ResNet-8 with synchronized BatchNorm, MW-Net, two epochs; each
+    """ResNet-20 with synchronized BatchNorm, MW-Net, two epochs; each
     worker read only its half of every global batch."""
     chief_log = (two_worker_run[0].parent / "chief.log").read_text()
     assert "each of 2 workers reads its 1/2 of every global batch" in chief_log
@@ -161,10 +163,10 @@ def test_runner_on_two_workers_matches_one_process(two_worker_run,
         capture_output=True, timeout=WORKER_TIMEOUT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     chief_run = two_worker_run[0] / "run"
-    # Round-off only, but of ten SGD steps (lr 0.1) through 7 BatchNorm
+    # Round-off only, but of ten SGD steps (lr 0.1) through 19 BatchNorm
     # layers whose statistics are sums of two workers' partial sums: a few
     # weights differ by ~2e-5 (2e-4 relative). Per-replica statistics would
-    # differ by orders of magnitude more (tests/zoo, two-replica ResNet-8).
+    # differ by orders of magnitude more (tests/zoo, two-replica ResNet-20).
     for expected, actual in zip(_final_weights(single),
                                 _final_weights(chief_run)):
         np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-4)
