@@ -186,8 +186,9 @@ def table(records):
         cold = "" if mwnet["cold_cache"] else " (warm)"
         lines.append(
             f"| {trial} | {seed} | {mwnet['wall_seconds']:.0f}{cold} | "
-            f"{mwnet.get('cpu', '-')} | {accuracy:.2f} | {ce_accuracy} | {difference} | {weights} | "
-            f"{auc} | {shape} | {corrupted} | {missed} |")
+            f"{mwnet.get('cpu', '-')} | {accuracy:.2f} | {ce_accuracy} | "
+            f"{difference} | {weights} | {auc} | {shape} | {corrupted} | "
+            f"{missed} |")
     return "\n".join(lines)
 
 

@@ -31,7 +31,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Layers with weights in the top residual block plus those above it.
-TOP_BLOCK = {"resnet32": 5, "resnet20": 5, "resnet14": 5, "resnet8": 5, "resnet56": 5, "resnet110": 5,
+TOP_BLOCK = {"resnet8": 5, "resnet14": 5, "resnet20": 5, "resnet32": 5,
+             "resnet56": 5, "resnet110": 5,
              "wrn28_10": 6, "wrn28_2": 6, "wrn40_2": 6}
 
 

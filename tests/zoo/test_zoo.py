@@ -32,7 +32,8 @@ def _build(family, **kwargs):
 
 
 def test_names():
-    assert {"resnet32", "wrn28_10", "resnet50", "resnet20", "resnet44",
+    assert {"resnet8", "resnet14", "resnet32", "wrn28_10", "resnet50",
+            "resnet20", "resnet44",
             "resnet56", "resnet110", "resnet_cifar", "wide_resnet", "wrn28_2",
             "wrn40_2"} <= set(zoo.names())
     assert zoo.names() == sorted(zoo.names())
@@ -46,6 +47,12 @@ def test_named_configurations_fix_their_architecture():
     assert model.name == "wrn28_2"
     with pytest.raises(ValueError, match="fixes"):
         zoo.build("resnet32", num_classes=10, depth=20)
+    # The smallest (tests, short runs on slow CPUs): 1 and 2 blocks a stage.
+    for depth in (8, 14):
+        named = zoo.build(f"resnet{depth}", num_classes=10)
+        assert named.name == f"resnet{depth}"
+        assert named.count_params() == zoo.build(
+            "resnet_cifar", num_classes=10, depth=depth).count_params()
     # Restating the fixed value is harmless.
     assert zoo.build("resnet20", num_classes=10, depth=20).name == "resnet20"
 
