@@ -24,6 +24,7 @@ import keras  # noqa: E402
 
 from mwnet_tf import data as data_lib  # noqa: E402
 from mwnet_tf.runner import experiment  # noqa: E402
+from mwnet_tf import files  # noqa: E402
 from mwnet_tf.audit import label_audit  # noqa: E402
 from mwnet_tf.runner.run_config import RunConfig  # noqa: E402
 from mwnet_tf.weighting_net import load_weighting_net  # noqa: E402
@@ -146,7 +147,7 @@ def audit_run(workdir, data_path=None, data_dir=None, cache_dir=None,
                                     gallery_size=gallery_size,
                                     verbose=verbose)
     results["label_audit"] = summary
-    label_audit.write_json(os.path.join(workdir, "results.json"), results)
+    files.write_json(os.path.join(workdir, "results.json"), results)
     return summary
 
 

@@ -38,7 +38,6 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 import textwrap
 import time
 from typing import Optional
@@ -48,6 +47,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from keras import ops
+
+from mwnet_tf.files import replace_atomically
 
 # Methods whose weights come from V, so that an audit means something.
 METHODS = ("mwnet", "fixed")
@@ -321,31 +322,6 @@ def detection_report(audit):
     }
 
 
-def _replace_atomically(path, write, mode="w"):
-    """Writes a file through a temporary one, so a failure leaves the old."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, staging = tempfile.mkstemp(prefix=".partial-", dir=directory)
-    # mkstemp makes the file private (0600); give it the permissions an
-    # ordinary new file gets, as the run's other outputs have.
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(staging, 0o666 & ~umask)
-        with os.fdopen(handle, mode, newline="" if "b" not in mode else None) \
-                as file:
-            write(file)
-        os.replace(staging, path)
-    except BaseException:
-        if os.path.exists(staging):
-            os.remove(staging)
-        raise
-
-
-def write_json(path, value):
-    """Writes JSON through a temporary file (a failure keeps the old file)."""
-    _replace_atomically(path, lambda file: json.dump(value, file, indent=2))
-
-
 def write_csv(audit, path, class_names):
     """Writes the audit, most suspect first (`suspect_order`), one row each."""
     order = audit.suspect_order()
@@ -370,7 +346,7 @@ def write_csv(audit, path, class_names):
                  "" if corrupted[i] < 0 else int(corrupted[i]))
                 for i, r in enumerate(rows))
 
-    _replace_atomically(path, write)
+    replace_atomically(path, write)
 
 
 def _display_images(examples, rows, size=96):
@@ -463,8 +439,8 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
                    bbox_extra_artists=figure.legends + [heading])
     plt.close(figure)
     if path is not None:
-        _replace_atomically(path, lambda file: file.write(buffer.getvalue()),
-                            mode="wb")
+        replace_atomically(path, lambda file: file.write(buffer.getvalue()),
+                           mode="wb")
     return buffer.getvalue()
 
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mwnet_tf.data.source import Source, Split
+from mwnet_tf.files import replace_atomically
 
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "mwnet_tf")
 REQUIRED_SPLITS = ("train", "test")
@@ -314,20 +315,6 @@ def _decode_tree(root, class_names, files):
     return arrays
 
 
-def _save_atomically(path, arrays):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=".partial-", suffix=".npz",
-                                       dir=os.path.dirname(path))
-    try:
-        with os.fdopen(handle, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(staging, path)
-    except BaseException:
-        if os.path.exists(staging):
-            os.remove(staging)
-        raise
-
-
 def _source_from_arrays(arrays, name):
     def split(key):
         return Split(labels=arrays[f"{key}_labels"].astype(np.int64),
@@ -389,5 +376,6 @@ def load_image_folder(path, cache_dir=None):
             with np.load(cached) as arrays:
                 return _source_from_arrays(dict(arrays), name)
     arrays = _decode_tree(root, class_names, files)
-    _save_atomically(cached, arrays)
+    replace_atomically(cached, lambda file: np.savez(file, **arrays),
+                       mode="wb")
     return _source_from_arrays(arrays, name)

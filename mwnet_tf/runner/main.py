@@ -32,6 +32,7 @@ from mwnet_tf.runner import experiment  # noqa: E402
 from mwnet_tf.runner import experiment_flags  # noqa: E402
 from mwnet_tf.audit import label_audit  # noqa: E402
 from mwnet_tf import precision  # noqa: E402
+from mwnet_tf import files  # noqa: E402
 from mwnet_tf.runner import run_lock  # noqa: E402
 from mwnet_tf.runner.run_config import RunConfig  # noqa: E402
 
@@ -111,10 +112,8 @@ def claim_workdir(workdir, config, resuming):
     os.makedirs(workdir, exist_ok=True)
     # Written whole, then renamed: the other workers of a multi-worker run
     # read it (check_workdir) while the chief may be writing it.
-    partial = os.path.join(workdir, ".config.json.partial")
-    with open(partial, "w") as file:
-        json.dump(config.to_dict(), file, indent=2, sort_keys=True)
-    os.replace(partial, os.path.join(workdir, "config.json"))
+    files.write_json(os.path.join(workdir, "config.json"), config.to_dict(),
+                     sort_keys=True)
 
 
 def check_paths(config):
@@ -358,7 +357,7 @@ def _train_and_report(workdir, config, resuming, hold):
     # Everything the run learned is on disk before the audit starts, so that
     # an audit that fails loses nothing.
     results_path = os.path.join(workdir, "results.json")
-    label_audit.write_json(results_path, results)
+    files.write_json(results_path, results)
     model.classifier.save(os.path.join(workdir, "classifier.keras"))
     if learned_weights:
         # V only where it was learned (mwnet) or given (fixed): a ce or l2rw
@@ -380,7 +379,7 @@ def _train_and_report(workdir, config, resuming, hold):
                 "%s. Audit it later with python -m mwnet_tf.audit "
                 "--workdir=%s.", reason, workdir, workdir)
             results["label_audit"] = {"error": reason}
-        label_audit.write_json(results_path, results)
+        files.write_json(results_path, results)
     logging.info("Final test accuracy %.4f; test accuracy at best meta "
                  "accuracy (epoch %d) %.4f; results in %s",
                  results["final_test_accuracy"], results["best_meta_epoch"],

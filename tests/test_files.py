@@ -1,0 +1,36 @@
+"""mwnet_tf.files: a file is replaced whole or not at all."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from mwnet_tf import files
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_partial(tmp_path):
+    path = tmp_path / "results.json"
+    files.write_json(path, {"accuracy": 0.5})
+
+    def fail_halfway(file):
+        file.write('{"accuracy": ')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        files.replace_atomically(path, fail_halfway)
+    assert json.loads(path.read_text()) == {"accuracy": 0.5}
+    assert os.listdir(tmp_path) == ["results.json"]
+
+
+def test_the_new_file_is_whole_ordinary_and_its_directory_made(tmp_path):
+    path = tmp_path / "new" / "cache.bin"
+    files.replace_atomically(path, lambda file: file.write(b"\x00\x01"),
+                             mode="wb")
+    assert path.read_bytes() == b"\x00\x01"
+    umask = os.umask(0)
+    os.umask(umask)
+    # Not mkstemp's private 0600: what open() would have given.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    files.write_json(path, {"b": 1, "a": 2}, sort_keys=True)
+    assert path.read_text() == '{\n  "a": 2,\n  "b": 1\n}'
