@@ -2,7 +2,7 @@
 
 import json
 import os
-import tempfile
+import secrets
 
 
 def replace_atomically(path, write, mode="w"):
@@ -11,17 +11,15 @@ def replace_atomically(path, write, mode="w"):
     `write(file)` writes the content to the open temporary file. A reader
     (another worker, a later run) sees the old file or the whole new one,
     never a partial one, and a failure or an interrupt leaves the old file
-    as it was. The directory is created if it does not exist.
+    as it was. The directory must exist.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=".partial-", dir=directory)
-    # mkstemp makes the file private (0600); give it the permissions an
-    # ordinary new file gets, as the run's other outputs have.
-    umask = os.umask(0)
-    os.umask(umask)
+    directory, name = os.path.split(os.path.abspath(path))
+    staging = os.path.join(directory,
+                           f".{name}.partial-{secrets.token_hex(4)}")
+    # os.open with 0o666, not tempfile.mkstemp's private 0o600: the process's
+    # umask applies as for any new file, without reading (so setting) it.
+    handle = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        os.chmod(staging, 0o666 & ~umask)
         with os.fdopen(handle, mode, newline=None if "b" in mode else "") \
                 as file:
             write(file)

