@@ -111,9 +111,9 @@ VARIANTS = {
     "mwnet_k10_lr3_sum": ["--method=mwnet", "--meta_interval=10",
                           "--meta_lr=0.003", "--weight_normalization=sum"],
     # flags/fast.cfg with the meta step on every 8th step: 25% more meta
-    # steps than k = 10, for a cost near the 1.3x target (from the
-    # components, 0.97 + (3.32 - 0.97) / k, k = 8 is the shortest interval
-    # within 1.3x; on k = 10's measured costs it is above: STEP_COST).
+    # steps than k = 10, for a cost near the 1.3x target (from the AVX-512
+    # VM's components, 0.97 + (3.32 - 0.97) / k, k = 8 is the shortest
+    # interval within 1.3x; measured on the AVX2 VM it is above: STEP_COST).
     "mwnet_k8_lr3": ["--method=mwnet", "--meta_interval=8",
                      "--meta_lr=0.003"],
     # CMW-Net's class-aware V (--vnet=class_aware, 3 task families from
@@ -397,11 +397,13 @@ STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
              # 500 fixed-V steps, then 1,500 of mwnet_k10_lr3's.
              "mwnet_k10_lr3_w500": round(0.25 * 0.97 + 0.75 * 1.43, 2),
              "mwnet_k10_lr3_w200": round(0.1 * 0.97 + 0.9 * 1.43, 2),
-             # Not measured: k = 10's 1.43 plus the extra meta steps, each
-             # an exact step (3.32) instead of a fixed-V one (0.97): 1.49.
-             # (From the components alone, 1.26; k = 10's would be 1.20.)
-             "mwnet_k8_lr3": round(1.43 + (3.32 - 0.97) * (1 / 8 - 1 / 10),
-                                   2),
+             # Measured on the AVX2-only VM in its own invocation, in which
+             # k = 10 read 1.38 (BENCHMARKS.md, "Step cost on the AVX2-only
+             # VM"):
+             #   python bench/step_time.py --models resnet32 \
+             #       --policies float32 --scopes= --methods fixed \
+             #       --intervals 8,10 --steps 40 --warmup 3 --repeats 2
+             "mwnet_k8_lr3": 1.39,
              # The class-aware V, from a second invocation (BENCHMARKS.md,
              # "CMW-Net"), in which mwnet read 2.94 and mwnet_k10 1.19:
              #   python bench/step_time.py --models resnet32 \
