@@ -4,6 +4,9 @@ import json
 import os
 import secrets
 
+# A staging file is named `.<target>` + this + random hex.
+_STAGING = ".partial-"
+
 
 def replace_atomically(path, write, mode="w"):
     """Writes `path` through a temporary file in its directory, then renames.
@@ -15,7 +18,7 @@ def replace_atomically(path, write, mode="w"):
     """
     directory, name = os.path.split(os.path.abspath(path))
     staging = os.path.join(directory,
-                           f".{name}.partial-{secrets.token_hex(4)}")
+                           f".{name}{_STAGING}{secrets.token_hex(4)}")
     # os.open with 0o666, not tempfile.mkstemp's private 0o600: the process's
     # umask applies as for any new file, without reading (so setting) it.
     handle = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -34,3 +37,14 @@ def write_json(path, value, **dump_options):
     """Writes `value` as indented JSON, atomically (`replace_atomically`)."""
     replace_atomically(path, lambda file: json.dump(
         value, file, indent=2, **dump_options))
+
+
+def staging_files(directory, names):
+    """The staging files `replace_atomically` left in `directory` for targets
+    named `names`: only a killed process leaves one (any other failure
+    removes its own), so they are garbage once the directory's writer
+    holds it alone."""
+    prefixes = tuple(f".{name}{_STAGING}" for name in names)
+    return sorted(os.path.join(directory, entry)
+                  for entry in os.listdir(directory)
+                  if entry.startswith(prefixes))

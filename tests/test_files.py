@@ -3,6 +3,8 @@
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -34,3 +36,24 @@ def test_the_new_file_is_whole_and_ordinary(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     files.write_json(path, {"b": 1, "a": 2}, sort_keys=True)
     assert path.read_text() == '{\n  "a": 2,\n  "b": 1\n}'
+
+
+def test_staging_files_are_only_those_of_the_named_targets(tmp_path):
+    # A process killed halfway through a write: no handler runs (os._exit,
+    # as SIGKILL), so its staging file stays.
+    subprocess.run([sys.executable, "-c", (
+        "import os, sys\n"
+        "from mwnet_tf import files\n"
+        "def killed_halfway(file):\n"
+        "    file.write('{')\n"
+        "    file.flush()\n"
+        "    os._exit(0)\n"
+        "files.replace_atomically(sys.argv[1], killed_halfway)\n"),
+        str(tmp_path / "results.json")], check=True)
+    (tmp_path / "results.json.partial-0").write_text("not staging")
+    (tmp_path / ".history.csv.partial-1").write_text("another target")
+    left = files.staging_files(tmp_path, ["results.json"])
+    assert len(left) == 1
+    assert os.path.basename(left[0]).startswith(".results.json.partial-")
+    with open(left[0]) as file:
+        assert file.read() == "{"

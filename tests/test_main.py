@@ -309,6 +309,27 @@ def test_workdir_of_another_run_is_refused_unless_overwrite(tmp_path):
     assert (other / "data.bin").read_text() == "x"
 
 
+def test_a_killed_writes_half_files_are_removed_when_the_run_is_claimed(
+        tmp_path):
+    # A process killed inside files.replace_atomically leaves its staging
+    # file; the next run in that directory (new or resumed) removes it, and
+    # only it.
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / ".config.json.partial-0bad").write_text('{"lr": ')
+    # A directory holding nothing but that is empty, not someone else's.
+    assert main_lib.check_workdir(str(workdir), RunConfig(lr=0.1),
+                                  False) is False
+    main_lib.claim_workdir(str(workdir), RunConfig(lr=0.1), resuming=False)
+    (workdir / ".results.json.partial-1bad").write_text("{")
+    (workdir / ".notes.txt.partial-2bad").write_text("mine")
+    assert main_lib.check_workdir(str(workdir), RunConfig(lr=0.1),
+                                  False) is True
+    main_lib.claim_workdir(str(workdir), RunConfig(lr=0.1), resuming=True)
+    assert sorted(os.listdir(workdir)) == [".notes.txt.partial-2bad",
+                                           "config.json"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--noise_rate=1.5"], "noise_rate"),
     (["--model=resnet33"], "--model must be one of"),

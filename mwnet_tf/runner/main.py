@@ -68,7 +68,9 @@ def check_workdir(workdir, config, overwrite):
             f"--workdir={workdir} is a file, not a directory; choose a new "
             "or empty directory.")
     if not (os.path.isdir(workdir)
-            and set(os.listdir(workdir)) - {run_lock.LOCK_NAME}):
+            and set(os.listdir(workdir)) - {run_lock.LOCK_NAME}
+            - {os.path.basename(path) for path in
+               files.staging_files(workdir, _OUTPUTS)}):
         return False
     if not os.path.exists(config_path):
         raise ExperimentError(
@@ -99,8 +101,13 @@ def claim_workdir(workdir, config, resuming):
     """Makes the work directory this run's, once all input has been checked.
 
     A new run first removes the runner's own outputs of an earlier run (only
-    when `check_workdir` allowed it), never other files.
+    when `check_workdir` allowed it), never other files. Half-written
+    outputs a killed run left (`files.replace_atomically`'s staging files)
+    go either way: the directory is held, so no one is writing them.
     """
+    if os.path.isdir(workdir):
+        for path in files.staging_files(workdir, _OUTPUTS):
+            os.remove(path)
     if resuming:
         return
     for name in _OUTPUTS:
