@@ -7,7 +7,9 @@
 For every model and policy (`--policies`, or the policies after a model's
 name, `wrn28_10:mixed_bfloat16`, separated by `+`) it times CE, `--methods`
 (default `fixed`: a frozen V, no meta step; `cmwnet`: MW-Net with CMW-Net's
-class-aware V, three task families), MW-Net with the exact lookahead
+class-aware V, three task families; `reuse`: MW-Net whose real step on a
+meta step reuses the lookahead's gradient, `real_step_weights="lookahead"`),
+MW-Net with the exact lookahead
 (`meta_scope="all"`) and each partial scope of `--scopes`: `head` (the
 logits layer) and `block` (the top residual block and everything above it:
 the last 5 layers with weights of ResNet-32, the last 6 of WRN-28-10, as in
@@ -107,9 +109,10 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup,
             class_families=[label % 3 for label in range(10)])
     model = mwnet_tf.MetaWeightNet(
         zoo.build(model_name, 10), weighting_net,
-        method="mwnet" if method == "cmwnet" else method,
+        method="mwnet" if method in ("cmwnet", "reuse") else method,
         meta_scope=meta_scope_of(scope, model_name),
-        meta_interval=meta_interval)
+        meta_interval=meta_interval,
+        real_step_weights="lookahead" if method == "reuse" else "updated")
     model.compile()
     statistic = "median"
     if meta_interval > 1:
@@ -132,7 +135,10 @@ def main():
     parser.add_argument("--methods", default="fixed",
                         help="methods timed besides ce and mwnet (fixed: a "
                         "frozen V, no meta step; cmwnet: the class-aware "
-                        "V, also at each of --intervals), comma-separated")
+                        "V; reuse: MW-Net whose real step on a meta step "
+                        "reuses the lookahead's gradient, "
+                        "real_step_weights='lookahead'; the last two also "
+                        "at each of --intervals), comma-separated")
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -174,7 +180,7 @@ def main():
                    if scope] + [(method, "all", 1) for method in
                                 args.methods.split(",") if method] + [
                    (method, "all", k) for k in intervals
-                   for method in ("mwnet", "cmwnet")
+                   for method in ("mwnet", "cmwnet", "reuse")
                    if method == "mwnet" or method in args.methods.split(",")]]
     # Round-robin repeats: a slow spell of the shared machine then hits one
     # repeat of every configuration, not every repeat of one.

@@ -13,6 +13,8 @@ import keras
 from mwnet_tf.meta_gradient import LOOKAHEADS, WEIGHT_NORMALIZATIONS
 
 METHODS = ("mwnet", "l2rw", "ce", "fixed")
+# Which V weighs the real step of a step that takes the meta step.
+REAL_STEP_WEIGHTS = ("updated", "lookahead")
 
 
 def is_integer(value):
@@ -99,3 +101,15 @@ def check_lookahead_optimizer(lookahead, optimizer_class):
             'lookahead="optimizer" needs a keras.optimizers.SGD classifier '
             f"optimizer; got {optimizer_class.__name__}. Use "
             'lookahead="sgd" with other optimisers.')
+
+
+def check_real_step_weights(real_step_weights, method, meta_scope):
+    """real_step_weights="lookahead" reuses the lookahead's gradient, which
+    covers every classifier variable only when the lookahead moves them all."""
+    check_choice("real_step_weights", real_step_weights, REAL_STEP_WEIGHTS)
+    if (real_step_weights == "lookahead" and method == "mwnet"
+            and meta_scope != "all"):
+        raise ValueError(
+            'real_step_weights="lookahead" reuses the lookahead\'s gradient '
+            "as the real step's, which needs the lookahead to move every "
+            f"variable: meta_scope='all'; got meta_scope={meta_scope!r}.")

@@ -41,7 +41,7 @@ class FitWorkarounds(keras.Model):
     1; only asked when `_warms_up_unweighted()`) and `_steps_differ()`
     (whether any two steps of the run differ). This class decides how: two
     or more traced functions chosen on the host, or `tf.cond` in the graph.
-    Its `train_step` calls `_run_meta_step_when_due(meta_step)` and
+    Its `train_step` calls `_when_meta_step_due(meta_step, other_step)` and
     `_unless_warming_up(weighted, unweighted)` and passes its logs through
     `_logs_for_keras`.
     """
@@ -84,22 +84,21 @@ class FitWorkarounds(keras.Model):
         # The step about to run is iteration `iterations` (read in the step).
         return ops.convert_to_tensor(self.optimizer.iterations)
 
-    def _run_meta_step_when_due(self, meta_step):
-        """Calls `meta_step()` on the steps that take it: always when all
-        steps do, by the host's choice when the kinds are separate
-        functions, else under `tf.cond` on the step counter."""
+    def _when_meta_step_due(self, meta_step, other_step):
+        """`meta_step()` on the steps that take one, `other_step()` on the
+        others (both return the same structure of tensors): always the
+        meta step when all steps take it, by the host's choice when the
+        kinds are separate functions, else under `tf.cond` on the step
+        counter."""
+        if not self._takes_meta_steps():
+            return other_step()
         if not self._steps_differ():
-            meta_step()
-        elif self._kind_chosen_on_host():
-            if self._step_kind[0]:  # A Python bool, fixed at trace time.
-                meta_step()
-        else:
-            def due():
-                meta_step()
-                return ops.ones((), "bool")
-
-            tf.cond(self._meta_step_at(self._step_number()), due,
-                    lambda: ops.zeros((), "bool"))
+            return meta_step()
+        if self._kind_chosen_on_host():
+            # A Python bool, fixed at trace time.
+            return meta_step() if self._step_kind[0] else other_step()
+        return tf.cond(self._meta_step_at(self._step_number()), meta_step,
+                       other_step)
 
     def _unless_warming_up(self, weighted, unweighted):
         """`unweighted()` on the warm-up's steps, `weighted()` on the others."""

@@ -11,7 +11,9 @@ batch (x_m, y_m):
    `loss_coefficients` gives c from per-example weights.
 3. `meta_gradients`: d J / d theta with c = coefficients(V(l; theta))
    (MW-Net); `l2rw_weights`: max(-d J / d c, 0) at c = 0 (Ren et al. 2018).
-4. The real step descends sum_i c_i l_i, reusing the forward pass of 1.
+4. The real step descends sum_i c_i l_i, reusing the forward pass of 1
+   (and, with `real_step_weights="lookahead"`, on a meta step the gradient
+   the lookahead already took, with V's weights before the meta update).
 
 Everything runs per replica. Under tf.distribute the sums one device would
 take over the global batch are all-reduced (`sum_over_replicas`) and losses
@@ -210,7 +212,7 @@ class Lookahead:
 
 
 def meta_objective(forward, coefficients, lookahead, x_meta, y_meta,
-                   per_example_loss):
+                   per_example_loss, with_step_gradients=False):
     """J(c): the clean loss at the weights one lookahead step along
     grad_w sum_i c_i l_i reaches; differentiable in `coefficients`.
 
@@ -221,40 +223,56 @@ def meta_objective(forward, coefficients, lookahead, x_meta, y_meta,
 
     Returns:
         (meta_loss, meta_outputs): `meta_loss` is this replica's share
-        (its mean over its meta slice / num_replicas).
+        (its mean over its meta slice / num_replicas). With
+        `with_step_gradients`, also the gradients the lookahead stepped
+        along (`Forward.lookahead_gradients`, true and global).
     """
     moved = forward.lookahead_variables
-    looked_ahead = dict(zip(map(id, moved), lookahead(
-        moved, forward.lookahead_gradients(coefficients))))
+    step_gradients = forward.lookahead_gradients(coefficients)
+    looked_ahead = dict(zip(map(id, moved), lookahead(moved, step_gradients)))
     weights = [looked_ahead.get(id(v), v) for v in forward.variables]
     meta_outputs, _ = forward.classifier.stateless_call(
         weights, forward.state, x_meta, training=True)
     meta_loss = ops.mean(per_example_loss(y_meta, meta_outputs)) / num_replicas()
+    if with_step_gradients:
+        return meta_loss, meta_outputs, step_gradients
     return meta_loss, meta_outputs
 
 
 def meta_gradients(forward, weighting_net, lookahead, x_meta, y_meta,
-                   per_example_loss, normalization="mean", loss_scale=1.0):
+                   per_example_loss, normalization="mean", loss_scale=1.0,
+                   with_lookahead_step=False):
     """MW-Net's step 3 gradient: d J(coefficients(V(l; theta))) / d theta.
 
     Args:
         loss_scale: Multiplies J before differentiating (the meta
             optimiser's loss scale, which its `apply` divides out).
+        with_lookahead_step: Also return what the lookahead used, for a
+            real step that reuses it (`real_step_weights="lookahead"`).
 
     Returns:
         (grads aligned with `weighting_net.trainable_variables`, meta_loss,
-        meta_outputs).
+        meta_outputs); with `with_lookahead_step`, a fourth element
+        (weights, gradients): V(l; theta) before any update to theta, and
+        the true, global gradients of sum_i c_i l_i w.r.t. the lookahead's
+        variables that the lookahead stepped along; neither carries a
+        gradient.
     """
     theta = weighting_net.trainable_variables
     with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
         meta_tape.watch([v.value for v in theta])
         weights = weighting_net(ops.stop_gradient(forward.losses),
                                 forward.labels)
-        meta_loss, meta_outputs = meta_objective(
+        meta_loss, meta_outputs, step_gradients = meta_objective(
             forward, loss_coefficients(weights, normalization), lookahead,
-            x_meta, y_meta, per_example_loss)
+            x_meta, y_meta, per_example_loss, with_step_gradients=True)
         target = meta_loss * ops.cast(loss_scale, meta_loss.dtype)
-    return meta_tape.gradient(target, theta), meta_loss, meta_outputs
+    grads = meta_tape.gradient(target, theta)
+    if not with_lookahead_step:
+        return grads, meta_loss, meta_outputs
+    return grads, meta_loss, meta_outputs, (
+        ops.stop_gradient(weights),
+        [ops.stop_gradient(g) for g in step_gradients])
 
 
 def l2rw_weights(forward, lookahead, x_meta, y_meta, per_example_loss):

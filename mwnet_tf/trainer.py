@@ -109,16 +109,28 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             lowest looked-ahead layer, so a step costs about one CE step plus
             a forward pass of the meta batch.
         from_logits: Whether the classifier outputs logits.
+        real_step_weights: On a step that takes the meta step, which V
+            weighs the real step (4). "updated" (default, the paper's
+            algorithm): V after this step's meta update, at the cost of a
+            second backward pass of the training batch. "lookahead": V
+            before it, so that the gradient the lookahead stepped along is
+            the real step's and that backward pass is saved (about 0.6 of a
+            CE step per meta step); each meta update then acts from the
+            next step on. With `meta_interval` k > 1 it changes which V one
+            step in k uses. Needs `meta_scope="all"`.
         **kwargs: Passed to `keras.Model`.
     """
 
     def __init__(self, classifier, weighting_net=None, method="mwnet",
                  lookahead="sgd", weight_normalization="mean",
                  meta_interval=1, meta_scope="all", from_logits=True,
-                 meta_warmup_steps=0, **kwargs):
+                 meta_warmup_steps=0, real_step_weights="updated", **kwargs):
         super().__init__(**kwargs)
         arguments.check_method_options(method, lookahead, weight_normalization,
                                        meta_interval, meta_warmup_steps)
+        arguments.check_real_step_weights(
+            real_step_weights, method,
+            list(meta_scope) if isinstance(meta_scope, tuple) else meta_scope)
         arguments.check_classifier_built(classifier)
         arguments.check_weighting_net_given(method, weighting_net)
         # Ids, not the layers: a list of layers assigned here would be
@@ -135,6 +147,7 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         self.weight_normalization = weight_normalization
         self.meta_interval = int(meta_interval)
         self.meta_warmup_steps = int(meta_warmup_steps)
+        self.real_step_weights = real_step_weights
         self.from_logits = from_logits
         # Losses and weights live in the weighting net's dtype (float32 unless
         # asked otherwise), never in a bfloat16 compute dtype.
@@ -240,16 +253,17 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         (x, y, corrupted), (x_meta, y_meta) = inputs.unpack(data)
         # 1. Forward pass of the training batch: per-example losses l_i.
         forward = self._forward(x, y)
-        # 2-3. Lookahead and meta step on theta (every meta_interval-th step).
-        if self.method == "mwnet":
-            self._run_meta_step_when_due(
-                lambda: self._meta_step(forward, x_meta, y_meta))
-        # The real step's weights: V(l_i; theta) after the meta step; L2RW's
-        # from its own lookahead (1 during the warm-up); 1 for CE.
-        weights = self._example_weights(forward, x_meta, y_meta)
+        # 2-3. Lookahead and meta step on theta (every meta_interval-th
+        # step), then the real step's weights and gradients: V(l_i; theta)
+        # after the meta step (or before it, reusing the lookahead's
+        # gradient); L2RW's from its own lookahead (1 during the warm-up);
+        # 1 for CE.
+        weights, coefficients, grads = self._when_meta_step_due(
+            lambda: self._meta_step(forward, x_meta, y_meta),
+            lambda: self._step_gradients(
+                forward, self._example_weights(forward, x_meta, y_meta)))
         # 4. The classifier step on the weighted loss.
-        coefficients = mg.loss_coefficients(weights, self._normalization)
-        self._classifier_step(forward, coefficients)
+        self._classifier_step(forward, grads)
         return self._update_metrics(forward, y, coefficients, weights,
                                     corrupted)
 
@@ -292,17 +306,35 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             loss_scale=mg.loss_scale_of(self.optimizer))
 
     def _meta_step(self, forward, x_meta, y_meta):
-        """Steps 2-3: one meta-optimiser step on theta."""
+        """Steps 2-3: one meta-optimiser step on theta; returns the real
+        step's (weights, coefficients, scaled gradients)."""
         theta = self.weighting_net.trainable_variables
         meta_loss_scale = mg.loss_scale_of(self.meta_optimizer)
-        grads, meta_loss, meta_outputs = mg.meta_gradients(
-            forward, self.weighting_net, self._lookahead, x_meta, y_meta,
-            self._per_example_loss, self._normalization, meta_loss_scale)
+        grads, meta_loss, meta_outputs, (weights, step_gradients) = (
+            mg.meta_gradients(
+                forward, self.weighting_net, self._lookahead, x_meta, y_meta,
+                self._per_example_loss, self._normalization, meta_loss_scale,
+                with_lookahead_step=True))
         # L2 in the units of the scaled gradients: the optimiser unscales both.
         grads = mg.add_l2(grads, theta, self.meta_weight_decay,
                           meta_loss_scale / mg.num_replicas())
         self.meta_optimizer.apply(grads, theta)
         self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
+        if self.real_step_weights == "updated":
+            return self._step_gradients(
+                forward, self._example_weights(forward, x_meta, y_meta))
+        # The lookahead's gradient is the real step's with V before this
+        # update: the global gradient, as this replica's share at the
+        # classifier optimiser's loss scale (which it sums and unscales).
+        share = forward.loss_scale / mg.num_replicas()
+        return (weights, mg.loss_coefficients(weights, self._normalization),
+                [g * ops.cast(share, g.dtype) for g in step_gradients])
+
+    def _step_gradients(self, forward, weights):
+        """(weights, coefficients, scaled gradients) of the real step with
+        the given weights: the backward pass of step 1."""
+        coefficients = mg.loss_coefficients(weights, self._normalization)
+        return weights, coefficients, forward.scaled_gradients(coefficients)
 
     def _example_weights(self, forward, x_meta, y_meta):
         """The per-example weights of the real step (no gradient)."""
@@ -321,13 +353,13 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
         return weights
 
-    def _classifier_step(self, forward, coefficients):
-        """Step 4: the backward pass of step 1 with the final weights."""
+    def _classifier_step(self, forward, grads):
+        """Step 4: the optimiser step along the weighted loss's gradients."""
         variables = forward.variables
         # As Keras's own step: gradients of the scaled loss, which the
         # optimiser unscales (a LossScaleOptimizer under mixed_float16 also
         # skips non-finite steps); L2 joins them in the same units.
-        grads = mg.add_l2(forward.scaled_gradients(coefficients), variables,
+        grads = mg.add_l2(grads, variables,
                           self.weight_decay,
                           forward.loss_scale / mg.num_replicas())
         self.optimizer.apply(grads, variables)
@@ -403,6 +435,7 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             "meta_interval": self.meta_interval,
             "meta_warmup_steps": self.meta_warmup_steps,
             "meta_scope": self.meta_scope,
+            "real_step_weights": self.real_step_weights,
             "from_logits": self.from_logits,
         }
 

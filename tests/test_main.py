@@ -345,6 +345,8 @@ def test_a_killed_writes_half_files_are_removed_when_the_run_is_claimed(
     (["--distribute=parameter_server"], "distribute"),
     (["--distribute=multi_worker", "--meta_interval=2",
       "--steps_per_execution=4"], "steps_per_execution=1"),
+    (["--real_step_weights=lookahead", "--meta_scope=head"],
+     "needs the lookahead to move every variable"),
 ])
 def test_invalid_flags_are_rejected_at_parse_time(args, message):
     with flagsaver.flagsaver():
@@ -407,6 +409,15 @@ def test_run_from_before_a_new_flag_resumes(tmp_path):
     # Run-control settings may differ.
     assert main_lib.check_workdir(str(workdir), config.replace(
         verbose="2", audit=False), False) is True
+
+
+def test_real_step_weights_flag_reaches_the_model():
+    with flagsaver.flagsaver():
+        _parse(["--workdir=unused", "--model=resnet8",
+                "--real_step_weights=lookahead"])
+        model = experiment.build_model(main_lib.resolved_config(), 4,
+                                       (8, 8, 3))
+    assert model.real_step_weights == "lookahead"
 
 
 @pytest.mark.parametrize("flag, layers", [

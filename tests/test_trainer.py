@@ -27,13 +27,15 @@ def _reference_meta_loss(model, x, y, x_meta, y_meta, moved_layers=None):
 
 def _compiled(lookahead="sgd", weight_normalization="mean", dtype="float32",
               method="mwnet", batch_norm=True, seed=0, meta_scope="all",
-              meta_interval=1, meta_warmup_steps=0, **compile_kwargs):
+              meta_interval=1, meta_warmup_steps=0,
+              real_step_weights="updated", **compile_kwargs):
     model = mwnet_tf.MetaWeightNet(
         _classifier(dtype, batch_norm, seed),
         mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=seed, dtype=dtype),
         method=method, lookahead=lookahead,
         weight_normalization=weight_normalization, meta_scope=meta_scope,
-        meta_interval=meta_interval, meta_warmup_steps=meta_warmup_steps)
+        meta_interval=meta_interval, meta_warmup_steps=meta_warmup_steps,
+        real_step_weights=real_step_weights)
     compile_kwargs.setdefault(
         "optimizer", keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True))
     model.compile(**compile_kwargs)
@@ -334,6 +336,12 @@ def test_bad_arguments_are_rejected_with_clear_messages():
         mwnet_tf.MetaWeightNet(_classifier(), meta_interval=0)
     with pytest.raises(ValueError, match="meta_warmup_steps"):
         mwnet_tf.MetaWeightNet(_classifier(), meta_warmup_steps=-1)
+    with pytest.raises(ValueError, match="real_step_weights must be one of"):
+        mwnet_tf.MetaWeightNet(_classifier(), real_step_weights="old")
+    with pytest.raises(ValueError, match="meta_scope='all'; got "
+                       "meta_scope='head'"):
+        mwnet_tf.MetaWeightNet(_classifier(), meta_scope="head",
+                               real_step_weights="lookahead")
     with pytest.raises(ValueError, match="must be built"):
         mwnet_tf.MetaWeightNet(keras.Sequential([keras.layers.Dense(2)]))
     with pytest.raises(ValueError, match="keras.optimizers.SGD"):
@@ -399,8 +407,11 @@ def test_mixed_bfloat16_keeps_losses_and_weights_in_float32():
         keras.config.set_dtype_policy(previous)
 
 
-@pytest.mark.parametrize("method", ["mwnet", "l2rw", "ce"])
-def test_mixed_float16_step_matches_the_float32_step(method):
+@pytest.mark.parametrize("method,real_step_weights", [
+    ("mwnet", "updated"), ("mwnet", "lookahead"), ("l2rw", "updated"),
+    ("ce", "updated")])
+def test_mixed_float16_step_matches_the_float32_step(method,
+                                                     real_step_weights):
     """Loss scaling is applied and undone: the update is float32's.
 
     Without it, the LossScaleOptimizer that compile adds under mixed_float16
@@ -424,7 +435,8 @@ def test_mixed_float16_step_matches_the_float32_step(method):
             model = mwnet_tf.MetaWeightNet(
                 keras.Model(inputs, outputs),
                 mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0),
-                method=method, lookahead="optimizer")
+                method=method, lookahead="optimizer",
+                real_step_weights=real_step_weights)
             model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
         finally:
             keras.config.set_dtype_policy(previous)
@@ -457,6 +469,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.weight_decay == model.weight_decay
     assert loaded.meta_scope == ["norm", "logits"]
     assert (loaded.meta_interval, loaded.meta_warmup_steps) == (2, 1)
+    assert loaded.real_step_weights == "updated"
     assert ([v.path for v in loaded.lookahead_variables]
             == [v.path for v in model.lookahead_variables])
     assert "logits" not in [layer.name for layer in loaded.layers]
@@ -505,6 +518,75 @@ def test_meta_interval_on_two_replicas_matches_one_device(
     every_step = _compiled(batch_norm=False)
     _train(every_step, data, 5)
     assert _max_difference(single, every_step) > 1e-3
+
+
+@pytest.mark.parametrize("lookahead,weight_normalization",
+                         [("sgd", "mean"), ("optimizer", "sum")])
+def test_real_step_weights_lookahead_steps_with_v_before_its_update(
+        lookahead, weight_normalization):
+    """real_step_weights="lookahead": the meta update is the paper's, and
+    every real step (meta step or not) is the step a frozen V at theta
+    before that step would take."""
+    x, y, x_meta, y_meta = _batches(23, n=16, n_meta=8)
+    options = dict(lookahead=lookahead,
+                   weight_normalization=weight_normalization, meta_interval=2)
+    reusing = _compiled(real_step_weights="lookahead", **options)
+    updated = _compiled(**options)
+    frozen_v = mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0)
+    frozen = mwnet_tf.MetaWeightNet(
+        _classifier(), frozen_v, method="fixed", lookahead=lookahead,
+        weight_normalization=weight_normalization)
+    frozen.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9,
+                                                  nesterov=True))
+    data = ((x, y), (x_meta, y_meta))
+    meta_steps = []
+    for step in range(4):
+        theta = [w.copy() for w in reusing.weighting_net.get_weights()]
+        frozen_v.set_weights(theta)
+        reusing.train_on_batch(data)
+        frozen.train_on_batch(data)
+        for a, b in zip(reusing.classifier.variables,
+                        frozen.classifier.variables):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5,
+                                       atol=1e-6, err_msg=f"{step} {a.path}")
+        meta_steps.append(any(
+            np.any(before != after) for before, after in
+            zip(theta, reusing.weighting_net.get_weights())))
+        if step == 0:
+            # The first meta update, from the same w and theta: the paper's.
+            updated.train_on_batch(data)
+            for a, b in zip(reusing.weighting_net.variables,
+                            updated.weighting_net.variables):
+                np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5,
+                                           atol=1e-7)
+            # Its real step used V after the update: another step.
+            assert _max_difference(reusing.classifier,
+                                   updated.classifier) > 1e-4
+    assert meta_steps == [True, False, True, False]
+
+
+def test_real_step_weights_lookahead_on_two_replicas_and_in_tf_cond(
+        two_replica_strategy):
+    """Two replicas (host-chosen steps) and one device with tf.cond (two
+    steps per call) train as one device with one step per call."""
+    x, y, x_meta, y_meta = _batches(24, n=16, n_meta=8)
+    data = ((x, y), (x_meta, y_meta))
+    options = dict(batch_norm=False, meta_interval=2,
+                   real_step_weights="lookahead")
+    single = _compiled(**options)
+    _train(single, data, 4)
+    in_graph = _compiled(steps_per_execution=2, **options)
+    assert not in_graph._kind_chosen_on_host()
+    _train(in_graph, data, 4)
+    with two_replica_strategy.scope():
+        mirrored = _compiled(**options)
+    _train(mirrored, data, 4)
+    assert int(mirrored.meta_optimizer.iterations.numpy()) == 2
+    assert _max_difference(single, in_graph) < 1e-5
+    assert _max_difference(single, mirrored) < 1e-5
+    updated = _compiled(batch_norm=False, meta_interval=2)
+    _train(updated, data, 4)
+    assert _max_difference(single, updated) > 1e-4
 
 
 def test_meta_interval_chosen_on_the_host_equals_tf_cond_on_one_device():

@@ -117,4 +117,5 @@ def build_model(config, num_classes, image_shape, label_counts=None):
         weight_normalization=config.weight_normalization,
         meta_interval=config.meta_interval,
         meta_warmup_steps=config.meta_warmup_steps,
-        meta_scope=parse_meta_scope(config.meta_scope))
+        meta_scope=parse_meta_scope(config.meta_scope),
+        real_step_weights=config.real_step_weights)

@@ -14,7 +14,7 @@ from mwnet_tf.layer_scope import parse_meta_scope
 from mwnet_tf.runner.run_config import DEFAULTS
 from mwnet_tf import data as data_lib
 from mwnet_tf import arguments
-from mwnet_tf.arguments import METHODS
+from mwnet_tf.arguments import METHODS, REAL_STEP_WEIGHTS
 from mwnet_tf.meta_gradient import LOOKAHEADS, WEIGHT_NORMALIZATIONS
 
 # How `python -m mwnet_tf.main --help` lists the flags below, in this order.
@@ -28,7 +28,8 @@ FLAG_GROUPS = (
     ("Model", ("model", "dropout_rate", "pretrained_weights")),
     ("Method and meta-learning", (
         "method", "lookahead", "weight_normalization", "meta_interval",
-        "meta_warmup_steps", "meta_scope", "vnet", "vnet_families",
+        "meta_warmup_steps", "meta_scope", "real_step_weights", "vnet",
+        "vnet_families",
         "vnet_hidden", "weighting_net")),
     ("Optimisation", (
         "epochs", "lr", "lr_decay_epochs", "lr_decay", "momentum", "nesterov",
@@ -155,6 +156,12 @@ def define_flags():
                         "Partial scopes cost 1.2-1.5x a CE step, the exact "
                         "one 3-3.8x (BENCHMARKS.md; ResNet-32, this "
                         "project's 2-core CPU).")
+    flags.DEFINE_enum("real_step_weights", DEFAULTS.real_step_weights,
+                      list(REAL_STEP_WEIGHTS), "On a meta step, the V that "
+                      "weighs the classifier's step: updated (the paper's: "
+                      "after this step's meta update) or lookahead (before "
+                      "it: the lookahead's gradient is reused, one backward "
+                      "pass fewer per meta step; needs --meta_scope=all).")
     flags.DEFINE_enum("vnet", DEFAULTS.vnet, ["mlp", "class_aware"], "V: mlp "
                       "(MW-Net: one weighting function), class_aware "
                       "(CMW-Net: one head per task family of classes, "
@@ -224,6 +231,9 @@ def define_flags():
         f["dataset"], f["data_path"]), renamed={"path=": "--data_path"})
     _library_rule(["dataset", "noise"], lambda f: data_lib.check_noise_of_dataset(
         f["dataset"], f["noise"]))
+    _library_rule(["real_step_weights", "method", "meta_scope"],
+                  lambda f: arguments.check_real_step_weights(
+                      f["real_step_weights"], f["method"], f["meta_scope"]))
     _library_rule(["method", "weighting_net"],
                   lambda f: arguments.check_weighting_net_given(
                       f["method"], f["weighting_net"]))

@@ -58,6 +58,7 @@ class RunConfig:
     meta_interval: int = 1
     meta_warmup_steps: int = 0
     meta_scope: str = "all"
+    real_step_weights: str = "updated"
     vnet: str = "mlp"
     vnet_families: int = 3
     vnet_hidden: Tuple[int, ...] = (100,)
