@@ -110,10 +110,10 @@ VARIANTS = {
     # learns a falling V this way at every seed measured).
     "mwnet_k10_lr3_sum": ["--method=mwnet", "--meta_interval=10",
                           "--meta_lr=0.003", "--weight_normalization=sum"],
-    # flags/fast.cfg with the meta step on every 8th step: 25% more meta
-    # steps than k = 10, for a cost near the 1.3x target (from the AVX-512
-    # VM's components, 0.97 + (3.32 - 0.97) / k, k = 8 is the shortest
-    # interval within 1.3x; measured on the AVX2 VM it is above: STEP_COST).
+    # mwnet_k10_lr3 with the meta step on every 8th step: 25% more meta
+    # steps, for a cost near the 1.3x target (from the AVX-512 VM's
+    # components, 0.97 + (3.32 - 0.97) / k, k = 8 is the shortest interval
+    # within 1.3x; measured 1.24x there, 1.39x on the AVX2 VM).
     "mwnet_k8_lr3": ["--method=mwnet", "--meta_interval=8",
                      "--meta_lr=0.003"],
     # mwnet_k8_lr3 whose real step on a meta step reuses the lookahead's
@@ -403,13 +403,15 @@ STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
              # 500 fixed-V steps, then 1,500 of mwnet_k10_lr3's.
              "mwnet_k10_lr3_w500": round(0.25 * 0.97 + 0.75 * 1.43, 2),
              "mwnet_k10_lr3_w200": round(0.1 * 0.97 + 0.9 * 1.43, 2),
-             # Measured on the AVX2-only VM in its own invocation, in which
-             # k = 10 read 1.38 (BENCHMARKS.md, "Step cost on the AVX2-only
-             # VM"):
+             # k = 8 with and without the real step reusing the
+             # lookahead's gradient, from one invocation on the AVX-512 VM
+             # with AMX (2026-12-07), in which exact MW-Net read 3.03x and
+             # k = 10 1.20x (BENCHMARKS.md, "Step cost with the lookahead's
+             # gradient reused"; on the AVX2-only VM k = 8 read 1.39x):
              #   python bench/step_time.py --models resnet32 \
-             #       --policies float32 --scopes= --methods fixed \
+             #       --policies float32 --scopes= --methods fixed,reuse \
              #       --intervals 8,10 --steps 40 --warmup 3 --repeats 2
-             "mwnet_k8_lr3": 1.39,
+             "mwnet_k8_lr3": 1.24, "mwnet_k8_lr3_reuse": 1.17,
              # The class-aware V, from a second invocation (BENCHMARKS.md,
              # "CMW-Net"), in which mwnet read 2.94 and mwnet_k10 1.19:
              #   python bench/step_time.py --models resnet32 \
