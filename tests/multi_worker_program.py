@@ -30,6 +30,10 @@ SCENARIOS = {
     "l2rw": dict(method="l2rw"),
     "ce": dict(method="ce"),
     "mwnet_meta_interval_2": dict(method="mwnet", meta_interval=2, steps=5),
+    # The real step of each meta step reusing the lookahead's gradient.
+    "mwnet_reusing_lookahead_gradient": dict(
+        method="mwnet", meta_interval=2, steps=5,
+        real_step_weights="lookahead"),
     "mwnet_synchronized_batch_norm": dict(method="mwnet", batch_norm=True),
 }
 
@@ -66,7 +70,8 @@ def _held_out():
             rng.integers(0, NUM_CLASSES, 12))
 
 
-def train(strategy, method, meta_interval=1, steps=3, batch_norm=False):
+def train(strategy, method, meta_interval=1, steps=3, batch_norm=False,
+          real_step_weights="updated"):
     """Trains one scenario, then evaluates and predicts on held-out data.
 
     Returns:
@@ -78,7 +83,8 @@ def train(strategy, method, meta_interval=1, steps=3, batch_norm=False):
         model = mwnet_tf.MetaWeightNet(
             _classifier(batch_norm),
             mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0),
-            method=method, meta_interval=meta_interval)
+            method=method, meta_interval=meta_interval,
+            real_step_weights=real_step_weights)
         model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
     history = model.fit(_dataset(steps), epochs=1, verbose=0)
     logs = {name: values[-1] for name, values in history.history.items()}

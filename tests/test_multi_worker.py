@@ -51,8 +51,9 @@ def test_two_workers_match_one_process(scenario, program_outputs):
     predictions as one process.
 
     mwnet, l2rw and ce without BatchNorm; MW-Net with the meta step every
-    other step (chosen on the host, not in tf.cond); MW-Net with
-    synchronized BatchNorm (statistics of the global batch on every worker).
+    other step (chosen on the host, not in tf.cond), also with the real
+    step reusing the lookahead's gradient; MW-Net with synchronized
+    BatchNorm (statistics of the global batch on every worker).
     """
     reference, reference_logs, reference_predictions = program.train(
         tf.distribute.get_strategy(), **program.SCENARIOS[scenario])
