@@ -7,7 +7,9 @@ One training step, for a (possibly noisy) batch (x, y) and a clean meta batch
 2. Lookahead: w_hat(theta) = w - lr * grad_w reduce(v_i * l_i), differentiable
    in theta.
 3. theta <- meta optimiser step on grad_theta CE(f(x_m; w_hat), y_m).
-4. w <- optimiser step on reduce(V(l_i; theta_new) * l_i), V taken as constant.
+4. w <- optimiser step on reduce(V(l_i; theta_new) * l_i), V taken as constant
+   (with `real_step_weights="lookahead"`: V(l_i; theta), the gradient step 2
+   already took).
 
 `train_step` below is these four steps; their mathematics is in
 `mwnet_tf.meta_gradient`, which scope of layers the lookahead moves in
@@ -18,7 +20,7 @@ tf.distribute (the meta step every k-th step, keras-team/keras#20585) in
 
 Step 4 reuses the forward pass of step 1: the loss values are the same (w has
 not moved), so only the backward pass is repeated with the new weights as
-output gradients. This and the BatchNorm state both come from one
+output gradients (or, with `real_step_weights="lookahead"`, not even that). This and the BatchNorm state both come from one
 `stateless_call`, whose updated moving statistics are written back once, by
 the real step, so the lookahead never changes the classifier.
 """
@@ -117,7 +119,8 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             the real step's and that backward pass is saved (about 0.6 of a
             CE step per meta step); each meta update then acts from the
             next step on. With `meta_interval` k > 1 it changes which V one
-            step in k uses. Needs `meta_scope="all"`.
+            step in k uses. Needs `meta_scope="all"`; methods without
+            MW-Net's meta step ignore it, as they ignore `meta_interval`.
         **kwargs: Passed to `keras.Model`.
     """
 
@@ -128,15 +131,16 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         super().__init__(**kwargs)
         arguments.check_method_options(method, lookahead, weight_normalization,
                                        meta_interval, meta_warmup_steps)
-        arguments.check_real_step_weights(
-            real_step_weights, method,
-            list(meta_scope) if isinstance(meta_scope, tuple) else meta_scope)
         arguments.check_classifier_built(classifier)
         arguments.check_weighting_net_given(method, weighting_net)
         # Ids, not the layers: a list of layers assigned here would be
         # tracked as sublayers of this model.
         self._lookahead_ids = layer_scope.lookahead_variable_ids(classifier,
                                                                  meta_scope)
+        # After meta_scope's own check, whose message is the clearer one.
+        arguments.check_real_step_weights(
+            real_step_weights, method,
+            list(meta_scope) if isinstance(meta_scope, tuple) else meta_scope)
         self.meta_scope = (list(meta_scope)
                            if isinstance(meta_scope, tuple) else meta_scope)
         self.classifier = classifier

@@ -347,6 +347,8 @@ def test_a_killed_writes_half_files_are_removed_when_the_run_is_claimed(
       "--steps_per_execution=4"], "steps_per_execution=1"),
     (["--real_step_weights=lookahead", "--meta_scope=head"],
      "needs the lookahead to move every variable"),
+    (["--real_step_weights=lookahead", "--meta_scope=logits,,stage3"],
+     "meta_scope"),
 ])
 def test_invalid_flags_are_rejected_at_parse_time(args, message):
     with flagsaver.flagsaver():
@@ -418,6 +420,10 @@ def test_real_step_weights_flag_reaches_the_model():
         model = experiment.build_model(main_lib.resolved_config(), 4,
                                        (8, 8, 3))
     assert model.real_step_weights == "lookahead"
+    # The scope as the model reads it: spaces around "all" are no scope.
+    with flagsaver.flagsaver():
+        _parse(["--workdir=unused", "--real_step_weights=lookahead",
+                "--meta_scope= all"])
 
 
 @pytest.mark.parametrize("flag, layers", [

@@ -342,6 +342,10 @@ def test_bad_arguments_are_rejected_with_clear_messages():
                        "meta_scope='head'"):
         mwnet_tf.MetaWeightNet(_classifier(), meta_scope="head",
                                real_step_weights="lookahead")
+    # A malformed scope is reported as such, not as the reuse's need.
+    with pytest.raises(ValueError, match="meta_scope=0 must be between"):
+        mwnet_tf.MetaWeightNet(_classifier(), meta_scope=0,
+                               real_step_weights="lookahead")
     with pytest.raises(ValueError, match="must be built"):
         mwnet_tf.MetaWeightNet(keras.Sequential([keras.layers.Dense(2)]))
     with pytest.raises(ValueError, match="keras.optimizers.SGD"):
@@ -478,6 +482,11 @@ def test_save_and_load_round_trip(tmp_path):
     net = keras.saving.load_model(tmp_path / "v.keras")
     np.testing.assert_allclose(net(np.array([0.5, 2.0])),
                                model.weighting_function([0.5, 2.0]))
+    reusing = _compiled(real_step_weights="lookahead")
+    _train(reusing, ((x, y), (x_meta, y_meta)), 1)
+    reusing.save(tmp_path / "reusing.keras")
+    assert keras.saving.load_model(
+        tmp_path / "reusing.keras").real_step_weights == "lookahead"
     # V's meta-step count survives every way of saving, once: V alone
     # (its config), the whole model (config + the meta optimiser's state),
     # and a second compile (the old optimiser's steps stay counted).

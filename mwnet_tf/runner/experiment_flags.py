@@ -42,6 +42,15 @@ FLAG_GROUPS = (
 )
 
 
+def _check_real_step_weights(f):
+    """As the model checks it, on --meta_scope as the model gets it (a
+    malformed scope is --meta_scope's own rule's error)."""
+    meta_scope = parse_meta_scope(f["meta_scope"])
+    if meta_scope is not None:
+        arguments.check_real_step_weights(f["real_step_weights"], f["method"],
+                                          meta_scope)
+
+
 def define_flags():
     """Defines the experiment flags on absl's global FLAGS (idempotent)."""
     if "method" in flags.FLAGS:
@@ -232,8 +241,7 @@ def define_flags():
     _library_rule(["dataset", "noise"], lambda f: data_lib.check_noise_of_dataset(
         f["dataset"], f["noise"]))
     _library_rule(["real_step_weights", "method", "meta_scope"],
-                  lambda f: arguments.check_real_step_weights(
-                      f["real_step_weights"], f["method"], f["meta_scope"]))
+                  _check_real_step_weights)
     _library_rule(["method", "weighting_net"],
                   lambda f: arguments.check_weighting_net_given(
                       f["method"], f["weighting_net"]))
