@@ -90,12 +90,13 @@ VARIANTS = {
     "mwnet_k10": ["--method=mwnet", "--meta_interval=10"],
     "mwnet_k20": ["--method=mwnet", "--meta_interval=20"],
     # Every 10th step with V's learning rate x10 (as much movement of theta
-    # over a run as a meta step on every step) or x3.
+    # over a run as a meta step on every step) or x3 (mwnet_k10_lr3:
+    # flags/fast.cfg until 2026-12-07).
     "mwnet_k10_lr10": ["--method=mwnet", "--meta_interval=10",
                        "--meta_lr=0.01"],
     "mwnet_k10_lr3": ["--method=mwnet", "--meta_interval=10",
                       "--meta_lr=0.003"],
-    # flags/fast.cfg with no meta step in the first 500 steps (5 epochs):
+    # mwnet_k10_lr3 with no meta step in the first 500 steps (5 epochs):
     # V starts to learn once the loss tells corrupted labels from hard clean
     # ones, instead of first learning to rise.
     "mwnet_k10_lr3_w500": ["--method=mwnet", "--meta_interval=10",
@@ -104,7 +105,7 @@ VARIANTS = {
     # V weights less than 1 for less of the run.
     "mwnet_k10_lr3_w200": ["--method=mwnet", "--meta_interval=10",
                            "--meta_lr=0.003", "--meta_warmup_steps=200"],
-    # flags/fast.cfg with the weights normalised to mean 1 per batch: V's
+    # mwnet_k10_lr3 with the weights normalised to mean 1 per batch: V's
     # size then sets neither the classifier's learning rate nor the meta
     # objective, only how the batch's weight is shared out (the quickstart
     # learns a falling V this way at every seed measured).
@@ -118,12 +119,13 @@ VARIANTS = {
                      "--meta_lr=0.003"],
     # mwnet_k8_lr3 whose real step on a meta step reuses the lookahead's
     # gradient (V before that step's meta update): one backward pass fewer
-    # per meta step, a different V on one step in 8.
+    # per meta step, a different V on one step in 8. flags/fast.cfg.
     "mwnet_k8_lr3_reuse": ["--method=mwnet", "--meta_interval=8",
                            "--meta_lr=0.003",
                            "--real_step_weights=lookahead"],
     # CMW-Net's class-aware V (--vnet=class_aware, 3 task families from
-    # k-means on the classes' label counts), exact and with flags/fast.cfg.
+    # k-means on the classes' label counts), exact and at k = 10, V's
+    # learning rate x3.
     "cmwnet": ["--method=mwnet", "--vnet=class_aware"],
     "cmwnet_k10_lr3": ["--method=mwnet", "--vnet=class_aware",
                        "--meta_interval=10", "--meta_lr=0.003"],

@@ -182,3 +182,30 @@ def test_two_replicas_equal_one_device(two_replica_strategy):
     two = trained(two_replica_strategy)
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_reusing_the_lookahead_gradient_weighs_by_family():
+    """real_step_weights="lookahead" (flags/fast.cfg): the meta step's real
+    update is the one a frozen class-aware V at theta before it takes."""
+    x, y, x_meta, y_meta = ref.batches(11)
+    data = ((x, y), (x_meta, y_meta))
+    reusing = mwnet_tf.MetaWeightNet(ref.classifier(),
+                                     _class_aware(dtype="float32"),
+                                     real_step_weights="lookahead")
+    frozen = mwnet_tf.MetaWeightNet(ref.classifier(),
+                                    _class_aware(dtype="float32"),
+                                    method="fixed")
+    for model in (reusing, frozen):
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+    reusing.train_on_batch(data)
+    frozen.train_on_batch(data)
+    assert int(reusing.meta_optimizer.iterations.numpy()) == 1
+    for a, b in zip(reusing.classifier.variables, frozen.classifier.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    # ... and not the step of V's after the update.
+    updated = mwnet_tf.MetaWeightNet(ref.classifier(),
+                                     _class_aware(dtype="float32"))
+    updated.compile(optimizer=keras.optimizers.SGD(0.5))
+    updated.train_on_batch(data)
+    assert max(np.max(np.abs(a.numpy() - b.numpy())) for a, b in zip(
+        reusing.classifier.variables, updated.classifier.variables)) > 1e-5

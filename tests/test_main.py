@@ -74,7 +74,8 @@ def test_the_fast_option_composes_with_every_experiment():
     for path in experiments:
         with flagsaver.flagsaver():
             _parse([f"--flagfile={path}", "--flagfile=flags/fast.cfg"])
-            assert (FLAGS.meta_interval, FLAGS.meta_lr) == (10, 0.003)
+            assert (FLAGS.meta_interval, FLAGS.meta_lr,
+                    FLAGS.real_step_weights) == (8, 0.003, "lookahead")
             # Everything else is the experiment's.
             assert FLAGS.workdir == f"runs/{os.path.basename(path)[:-4]}"
             assert FLAGS.method == "mwnet" and FLAGS.meta_scope == "all"
