@@ -332,7 +332,7 @@ def test_ratio_bounds_hold_the_ratio_of_the_unrounded_values():
 @pytest.mark.slow
 def test_step_time_table(tmp_path):
     output = _run("step_time.py", "--models=resnet8", "--policies=float32",
-                  "--scopes=block", "--methods=fixed", "--intervals=2",
+                  "--scopes=block", "--methods=fixed,reuse", "--intervals=2",
                   *TINY_TIMING)
 
     table = _markdown_table(output, "model |")
@@ -340,7 +340,8 @@ def test_step_time_table(tmp_path):
             for row in table] == [
         ("ce", "-", "-"), ("mwnet", "all", "1"),
         ("mwnet", "block (5 layers)", "1"), ("fixed", "-", "-"),
-        ("mwnet", "all", "2 (mean)")]
+        ("reuse", "all", "1"), ("mwnet", "all", "2 (mean)"),
+        ("reuse", "all", "2 (mean)")]
     for row in table:
         # The amortised row times whole intervals: 1 step rounds up to 2.
         steps = "2 x 1" if row["meta step every"] == "2 (mean)" else "1 x 1"
