@@ -20,9 +20,10 @@ tf.distribute (the meta step every k-th step, keras-team/keras#20585) in
 
 Step 4 reuses the forward pass of step 1: the loss values are the same (w has
 not moved), so only the backward pass is repeated with the new weights as
-output gradients (or, with `real_step_weights="lookahead"`, not even that). This and the BatchNorm state both come from one
-`stateless_call`, whose updated moving statistics are written back once, by
-the real step, so the lookahead never changes the classifier.
+output gradients (with `real_step_weights="lookahead"`, not even that). This
+and the BatchNorm state both come from one `stateless_call`, whose updated
+moving statistics are written back once, by the real step, so the lookahead
+never changes the classifier.
 """
 
 import functools
