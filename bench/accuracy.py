@@ -123,6 +123,28 @@ VARIANTS = {
     "mwnet_k8_lr3_reuse": ["--method=mwnet", "--meta_interval=8",
                            "--meta_lr=0.003",
                            "--real_step_weights=lookahead"],
+    # Without a trusted meta set (issue 36), all at flags/fast.cfg's
+    # meta-gradient: the meta set drawn with the labels as given, noisy
+    # ones included (what a run without a trusted set got before);
+    # pseudo-clean (the 10 lowest-loss examples per given class under the
+    # EMA classifier, chosen each epoch after a 5-epoch warm-up); the same
+    # with soft label correction (CMW-Net-SL's loss); and CMW-Net's
+    # class-aware V with both.
+    "mwnet_given_draw": ["--method=mwnet", "--meta_interval=8",
+                         "--meta_lr=0.003", "--real_step_weights=lookahead",
+                         "--meta_source=given_draw"],
+    "mwnet_pseudo": ["--method=mwnet", "--meta_interval=8", "--meta_lr=0.003",
+                     "--real_step_weights=lookahead",
+                     "--meta_source=pseudo_clean", "--meta_warmup_steps=500"],
+    "mwnet_pseudo_sl": ["--method=mwnet", "--meta_interval=8",
+                        "--meta_lr=0.003", "--real_step_weights=lookahead",
+                        "--meta_source=pseudo_clean",
+                        "--meta_warmup_steps=500", "--label_correction"],
+    "cmwnet_pseudo_sl": ["--method=mwnet", "--vnet=class_aware",
+                         "--meta_interval=8", "--meta_lr=0.003",
+                         "--real_step_weights=lookahead",
+                         "--meta_source=pseudo_clean",
+                         "--meta_warmup_steps=500", "--label_correction"],
     # CMW-Net's class-aware V (--vnet=class_aware, 3 task families from
     # k-means on the classes' label counts), exact and at k = 10, V's
     # learning rate x3.
@@ -147,8 +169,9 @@ WEIGHTING_NETS = "weighting_nets"
 DEFAULT_RESULTS = os.path.join(REPO, "bench", "results")
 NOISES = ("uniform", "flip")
 # Asymmetric noise (Patrini et al.), CMW-Net's comparison: --noises=asym
-# --noise_rates=0.4,0.6.
-ALL_NOISES = NOISES + ("asym",)
+# --noise_rates=0.4,0.6; instance-dependent noise (Xia et al. 2020), closer
+# to the mistakes people make: --noises=instance.
+ALL_NOISES = NOISES + ("asym", "instance")
 # Paper, full schedule: (setting, model, MW-Net, CE baseline).
 PAPER = {"uniform": ("WRN-28-10", 89.27, 68.07),
          "flip": ("ResNet-32", 87.54, 70.77)}
@@ -232,7 +255,8 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
         "history": {key: [row.get(key) for row in history]
                     for key in ("val_accuracy", "meta_eval_accuracy",
                                 "clean_weight", "corrupted_weight",
-                                "mean_weight", "epoch_seconds")},
+                                "mean_weight", "epoch_seconds",
+                                "meta_label_precision")},
     }
     if record["method"] in ("mwnet", "fixed"):
         import numpy as np

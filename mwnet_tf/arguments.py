@@ -44,19 +44,41 @@ def check_method_options(method, lookahead, weight_normalization,
                          f"got {meta_warmup_steps!r}.")
 
 
-def step_kinds_differ(method, meta_interval, meta_warmup_steps):
+def step_kinds_differ(method, meta_interval, meta_warmup_steps,
+                      label_correction=False):
     """Whether a run's steps are not all alike (then, with several
     replicas, the kind of each step is chosen between calls of the train
     function, which needs steps_per_execution=1)."""
+    warms_up = method in ("mwnet", "l2rw") or label_correction
     return ((method == "mwnet" and meta_interval > 1)
-            or (method in ("mwnet", "l2rw") and meta_warmup_steps > 0))
+            or (warms_up and meta_warmup_steps > 0))
+
+
+def check_label_correction(label_correction, ema_decay, method):
+    """Label correction mixes V's weight with an averaged model's
+    prediction, so it needs a V (mwnet or fixed) and a decay in (0, 1)."""
+    if not isinstance(label_correction, bool):
+        raise ValueError("label_correction must be True or False; got "
+                         f"{label_correction!r}.")
+    if ema_decay is not None and (
+            not isinstance(ema_decay, numbers.Real) or isinstance(
+                ema_decay, bool) or not 0.0 < ema_decay < 1.0):
+        raise ValueError(
+            f"ema_decay must be a number in (0, 1), e.g. 0.997; got "
+            f"{ema_decay!r}.")
+    if label_correction and method not in ("mwnet", "fixed"):
+        raise ValueError(
+            "label_correction trusts each label by V's weight, so it needs "
+            f"method='mwnet' or 'fixed'; got method={method!r}.")
 
 
 def check_steps_per_execution(method, meta_interval, meta_warmup_steps,
-                              steps_per_execution, num_replicas):
+                              steps_per_execution, num_replicas,
+                              label_correction=False):
     """Raises ValueError where several replicas would need the kind of step
     chosen inside one call of the train function."""
-    if (step_kinds_differ(method, meta_interval, meta_warmup_steps)
+    if (step_kinds_differ(method, meta_interval, meta_warmup_steps,
+                          label_correction)
             and num_replicas > 1 and steps_per_execution != 1):
         raise ValueError(
             "meta_interval > 1 or meta_warmup_steps > 0 under a "

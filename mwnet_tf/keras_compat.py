@@ -93,6 +93,16 @@ def in_multi_worker_mode(strategy):
     return bool(strategy.extended._in_multi_worker_mode())
 
 
+def set_initial_epoch(model, epoch):
+    """Makes the next `fit` of `model` start at `epoch`.
+
+    Stands for `model._initial_epoch = epoch`, which `fit` reads after its
+    callbacks' `on_train_begin`: how Keras's own BackupAndRestore resumes
+    (FiniteBackupAndRestore restores its own backup files).
+    """
+    model._initial_epoch = int(epoch)
+
+
 class PrivateHook(typing.NamedTuple):
     """A private method of a Keras class that the package overrides.
 

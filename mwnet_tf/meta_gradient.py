@@ -11,6 +11,11 @@ batch (x_m, y_m):
    `loss_coefficients` gives c from per-example weights.
 3. `meta_gradients`: d J / d theta with c = coefficients(V(l; theta))
    (MW-Net); `l2rw_weights`: max(-d J / d c, 0) at c = 0 (Ren et al. 2018).
+With label correction (CMW-Net-SL) every "sum_i c_i l_i" below is
+sum_i c_i l_i + d_i CE(f(x_i), p_i), with p_i a slowly averaged model's
+prediction and d_i = n (1 - v_i) (`CorrectedCoefficients`): the lookahead
+and the real step use the same corrected objective.
+
 4. The real step descends sum_i c_i l_i, reusing the forward pass of 1
    (and, with `real_step_weights="lookahead"`, on a meta step the gradient
    the lookahead already took, with V's weights before the meta update).
@@ -30,6 +35,7 @@ The meta-gradient is taken at the meta optimiser's scale (`meta_gradients`'
 """
 
 import contextlib
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -78,10 +84,26 @@ def loss_scale_of(optimizer):
 
 
 def cross_entropy(y, outputs, from_logits=True, dtype="float32"):
-    """Per-example sparse cross-entropy, computed in `dtype` (float32 even
-    when the classifier computes in a 16-bit type)."""
+    """Per-example cross-entropy, computed in `dtype` (float32 even when the
+    classifier computes in a 16-bit type): to integer labels [B], or to
+    distributions over the classes [B, K] (soft targets)."""
+    outputs = ops.cast(outputs, dtype)
+    if len(y.shape) == len(outputs.shape):
+        return keras.losses.categorical_crossentropy(
+            ops.cast(y, dtype), outputs, from_logits=from_logits)
     return keras.losses.sparse_categorical_crossentropy(
-        y, ops.cast(outputs, dtype), from_logits=from_logits)
+        y, outputs, from_logits=from_logits)
+
+
+class CorrectedCoefficients(NamedTuple):
+    """Coefficients of the soft-label-corrected objective (CMW-Net-SL):
+    sum_i label_i * CE(f(x_i), y_i) + model_i * CE(f(x_i), p_i), with p_i a
+    model's prediction (`Forward`'s `soft_targets`). With weights v_i,
+    label_i = n v_i and model_i = n (1 - v_i): the cross-entropy to the soft
+    target v_i onehot(y_i) + (1 - v_i) p_i, reduced by the normaliser n."""
+
+    label: object
+    model: object
 
 
 class Forward:
@@ -106,7 +128,7 @@ class Forward:
     """
 
     def __init__(self, classifier, x, y, per_example_loss,
-                 lookahead_variables=None, loss_scale=1.0):
+                 lookahead_variables=None, loss_scale=1.0, soft_targets=None):
         self.classifier = classifier
         self.labels = y
         self.variables = classifier.trainable_variables
@@ -126,14 +148,39 @@ class Forward:
             self.outputs, self.state = classifier.stateless_call(
                 self.variables, state, x, training=True)
             self.losses = per_example_loss(y, self.outputs)
+            # CE to another model's predictions (label correction), on the
+            # same forward pass; no gradient reaches the targets.
+            self.target_losses = (
+                None if soft_targets is None else per_example_loss(
+                    ops.stop_gradient(soft_targets), self.outputs))
+
+    @property
+    def corrected(self):
+        """Whether the objective mixes in the soft targets' losses."""
+        return self.target_losses is not None
+
+    def objective(self, coefficients):
+        """sum_i c_i l_i (+ d_i CE(f(x_i), p_i) with `CorrectedCoefficients`)
+        over this replica's examples."""
+        if isinstance(coefficients, CorrectedCoefficients):
+            return (ops.sum(coefficients.label * self.losses)
+                    + ops.sum(coefficients.model * self.target_losses))
+        return ops.sum(coefficients * self.losses)
 
     def scaled_gradients(self, coefficients, lookahead=False):
-        """Gradients of loss_scale * sum_i c_i l_i w.r.t. the variables (the
-        looked-ahead ones if `lookahead`), by the recorded backward pass with
-        the coefficients as output gradients (the weighted loss is linear
-        in the losses); differentiable in `coefficients`."""
+        """Gradients of loss_scale * `objective(coefficients)` w.r.t. the
+        variables (the looked-ahead ones if `lookahead`), by the recorded
+        backward pass with the coefficients as output gradients (the
+        objective is linear in the losses); differentiable in
+        `coefficients`. Corrected coefficients take one backward pass too:
+        both losses' output gradients flow back through the network at once."""
         tape = self._lookahead_tape if lookahead else self._tape
         variables = self.lookahead_variables if lookahead else self.variables
+        if isinstance(coefficients, CorrectedCoefficients):
+            return tape.gradient(
+                [self.losses, self.target_losses], variables,
+                output_gradients=[coefficients.label * self.loss_scale,
+                                  coefficients.model * self.loss_scale])
         return tape.gradient(self.losses, variables,
                              output_gradients=coefficients * self.loss_scale)
 
@@ -145,23 +192,31 @@ class Forward:
         return [g / ops.cast(self.loss_scale, g.dtype) for g in grads]
 
 
-def loss_coefficients(weights, normalization="mean"):
+def loss_coefficients(weights, normalization="mean", corrected=False):
     """d(reduced weighted loss) / d l_i for this replica's weights v_i.
 
     "mean": mean_i(v_i l_i) over the global batch (MW-Net.py); "sum":
     sum_i(v_i l_i) / sum_i(v_i) (the paper's appendix; L2RW). Scaled so
     that summing over replicas gives the single-device quantity.
+
+    With `corrected`, `CorrectedCoefficients`: the weight v_i goes to the
+    given label's loss and 1 - v_i to the loss against the soft target,
+    under the same normaliser (CMW-Net-SL's mean over the batch for "mean").
     """
     if normalization == "sum":
-        total = sum_over_replicas(ops.sum(weights))
-        return weights / ops.maximum(total, 1e-12)
-    if normalization != "mean":
+        normaliser = 1.0 / ops.maximum(sum_over_replicas(ops.sum(weights)),
+                                       1e-12)
+    elif normalization == "mean":
+        normaliser = 1.0 / ops.cast(ops.shape(weights)[0] * num_replicas(),
+                                    weights.dtype)
+    else:
         raise ValueError(f"normalization must be one of "
                          f"{', '.join(map(repr, WEIGHT_NORMALIZATIONS))}; "
                          f"got {normalization!r}.")
-    global_batch = ops.cast(ops.shape(weights)[0] * num_replicas(),
-                            weights.dtype)
-    return weights / global_batch
+    if corrected:
+        return CorrectedCoefficients(label=weights * normaliser,
+                                     model=(1.0 - weights) * normaliser)
+    return weights * normaliser
 
 
 class Lookahead:
@@ -264,7 +319,8 @@ def meta_gradients(forward, weighting_net, lookahead, x_meta, y_meta,
         weights = weighting_net(ops.stop_gradient(forward.losses),
                                 forward.labels)
         meta_loss, meta_outputs, step_gradients = meta_objective(
-            forward, loss_coefficients(weights, normalization), lookahead,
+            forward, loss_coefficients(weights, normalization,
+                                       forward.corrected), lookahead,
             x_meta, y_meta, per_example_loss, with_step_gradients=True)
         target = meta_loss * ops.cast(loss_scale, meta_loss.dtype)
     grads = meta_tape.gradient(target, theta)

@@ -41,7 +41,7 @@ class StepMetrics:
         in single-device units.
         """
         self.loss_tracker.update_state(
-            ops.sum(coefficients * forward.losses) * mg.num_replicas())
+            forward.objective(coefficients) * mg.num_replicas())
         self.accuracy_tracker.update_state(y, forward.outputs)
         if self.method == "l2rw":
             # Normalised weights sum to 1; scale so that 1 means "average".

@@ -11,6 +11,12 @@ One training step, for a (possibly noisy) batch (x, y) and a clean meta batch
    (with `real_step_weights="lookahead"`: V(l_i; theta), the gradient step 2
    already took).
 
+With `label_correction` (CMW-Net-SL, Shu et al. 2023) the weighted loss of
+steps 2 and 4 is v_i CE(f(x_i), y_i) + (1 - v_i) CE(f(x_i), p_i): the weight
+V gives a label is how much the step trusts it, the rest goes to p_i, the
+prediction of an exponential moving average (EMA) of the classifier's
+weights, so V learns how much to trust a label and how much the model.
+
 `train_step` below is these four steps; their mathematics is in
 `mwnet_tf.meta_gradient`, which scope of layers the lookahead moves in
 `mwnet_tf.layer_scope`, how the step fits into `keras.Model.fit` under
@@ -47,6 +53,8 @@ from mwnet_tf.meta_gradient import (  # noqa: F401
     LOOKAHEADS, WEIGHT_NORMALIZATIONS)
 
 META_SCOPES = layer_scope.META_SCOPES
+# CMW-Net-SL's EMA decay per step (its code's 0.997).
+DEFAULT_EMA_DECAY = 0.997
 
 
 @keras.saving.register_keras_serializable(package="mwnet_tf")
@@ -112,6 +120,19 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             lowest looked-ahead layer, so a step costs about one CE step plus
             a forward pass of the meta batch.
         from_logits: Whether the classifier outputs logits.
+        label_correction: Soft label correction (CMW-Net-SL): each example's
+            loss is v_i CE(f(x_i), y_i) + (1 - v_i) CE(f(x_i), p_i), with
+            v_i V's weight and p_i the EMA classifier's prediction
+            (inference mode, no gradient), in the lookahead and the real
+            step alike. During `meta_warmup_steps` p_i is the given label,
+            i.e. plain CE (as CMW-Net-SL warms up). Needs method "mwnet"
+            or "fixed".
+        ema_decay: Keep an exponential moving average of the classifier's
+            weights (trainable and BatchNorm statistics), updated after
+            every step with this decay: the model of `label_correction`
+            (which defaults it to 0.997) and of choosing a pseudo-clean
+            meta set (`averaged_outputs`, `averaged_classifier`). None:
+            no average, unless `label_correction`.
         real_step_weights: On a step that takes the meta step, which V
             weighs the real step (4). "updated" (default, the paper's
             algorithm): V after this step's meta update, at the cost of a
@@ -128,10 +149,12 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
     def __init__(self, classifier, weighting_net=None, method="mwnet",
                  lookahead="sgd", weight_normalization="mean",
                  meta_interval=1, meta_scope="all", from_logits=True,
-                 meta_warmup_steps=0, real_step_weights="updated", **kwargs):
+                 meta_warmup_steps=0, real_step_weights="updated",
+                 label_correction=False, ema_decay=None, **kwargs):
         super().__init__(**kwargs)
         arguments.check_method_options(method, lookahead, weight_normalization,
                                        meta_interval, meta_warmup_steps)
+        arguments.check_label_correction(label_correction, ema_decay, method)
         arguments.check_classifier_built(classifier)
         arguments.check_weighting_net_given(method, weighting_net)
         # Ids, not the layers: a list of layers assigned here would be
@@ -154,6 +177,10 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         self.meta_warmup_steps = int(meta_warmup_steps)
         self.real_step_weights = real_step_weights
         self.from_logits = from_logits
+        self.label_correction = label_correction
+        self.ema_decay = (DEFAULT_EMA_DECAY
+                          if label_correction and ema_decay is None
+                          else ema_decay)
         # Losses and weights live in the weighting net's dtype (float32 unless
         # asked otherwise), never in a bfloat16 compute dtype.
         self._loss_dtype = self.weighting_net.compute_dtype
@@ -161,7 +188,31 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             mg.cross_entropy, from_logits=from_logits, dtype=self._loss_dtype)
 
         self._create_trackers()
+        self._averaged = self._create_average()
         self.built = True
+
+    def _create_average(self):
+        """The EMA's variables, one per float variable of the classifier
+        (None for the others, e.g. a dropout's seed, which the average
+        takes as it is); None without `ema_decay`."""
+        if self.ema_decay is None:
+            return None
+        averaged = []
+        for index, variable in enumerate(
+                self.classifier.trainable_variables
+                + self.classifier.non_trainable_variables):
+            if not variable.dtype.startswith("float"):
+                averaged.append(None)
+                continue
+            # Every replica assigns the same value (the weights are
+            # identical after each step): the first replica's is kept.
+            average = self.add_weight(
+                shape=variable.shape, dtype=variable.dtype,
+                initializer="zeros", trainable=False,
+                aggregation="only_first_replica", name=f"ema_{index}")
+            average.assign(variable.value)
+            averaged.append(average)
+        return averaged
 
     # ------------------------------------------------------------------ setup
 
@@ -213,7 +264,8 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         arguments.check_steps_per_execution(
             self.method, self.meta_interval, self.meta_warmup_steps,
             self.steps_per_execution,
-            self.distribute_strategy.num_replicas_in_sync)
+            self.distribute_strategy.num_replicas_in_sync,
+            self.label_correction)
         self.weight_decay = float(weight_decay)
         self.meta_weight_decay = float(meta_weight_decay)
         # Build now, outside any tf.function, so that the slots exist for the
@@ -256,8 +308,10 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
 
     def train_step(self, data):
         (x, y, corrupted), (x_meta, y_meta) = inputs.unpack(data)
-        # 1. Forward pass of the training batch: per-example losses l_i.
-        forward = self._forward(x, y)
+        # 1. Forward pass of the training batch: per-example losses l_i
+        # (and, with label correction, the losses to the EMA model's
+        # predictions).
+        forward = self._forward(x, y, self._soft_targets(x, y))
         # 2-3. Lookahead and meta step on theta (every meta_interval-th
         # step), then the real step's weights and gradients: V(l_i; theta)
         # after the meta step (or before it, reusing the lookahead's
@@ -269,6 +323,7 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
                 forward, self._example_weights(forward, x_meta, y_meta)))
         # 4. The classifier step on the weighted loss.
         self._classifier_step(forward, grads)
+        self._update_average()
         return self._update_metrics(forward, y, coefficients, weights,
                                     corrupted)
 
@@ -279,11 +334,11 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         return self.method == "mwnet"
 
     def _warms_up_unweighted(self):
-        return self.method == "l2rw"
+        return self.method == "l2rw" or self.label_correction
 
     def _steps_differ(self):
         return step_kinds_differ(self.method, self.meta_interval,
-                                 self.meta_warmup_steps)
+                                 self.meta_warmup_steps, self.label_correction)
 
     def _meta_step_at(self, step):
         # The interval counts from the end of the warm-up.
@@ -302,13 +357,30 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
     def _lookahead(self):
         return mg.Lookahead(self.optimizer, self.lookahead, self.weight_decay)
 
-    def _forward(self, x, y):
+    def _forward(self, x, y, soft_targets=None):
         """Step 1, recorded for the lookahead and the real step."""
         return mg.Forward(
             self.classifier, x, y, self._per_example_loss,
             lookahead_variables=(None if self._lookahead_ids is None
                                  else self.lookahead_variables),
-            loss_scale=mg.loss_scale_of(self.optimizer))
+            loss_scale=mg.loss_scale_of(self.optimizer),
+            soft_targets=soft_targets)
+
+    def _soft_targets(self, x, y):
+        """Label correction's p_i: the EMA classifier's predicted
+        distribution; during the warm-up the given label (so the step is
+        plain CE). None without label correction."""
+        if not self.label_correction:
+            return None
+        return self._unless_warming_up(
+            lambda: self._probabilities(self.averaged_outputs(x)),
+            lambda: ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"),
+                                self.classifier.output_shape[-1],
+                                dtype=self._loss_dtype))
+
+    def _probabilities(self, outputs):
+        outputs = ops.cast(outputs, self._loss_dtype)
+        return ops.softmax(outputs) if self.from_logits else outputs
 
     def _meta_step(self, forward, x_meta, y_meta):
         """Steps 2-3: one meta-optimiser step on theta; returns the real
@@ -332,13 +404,15 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         # update: the global gradient, as this replica's share at the
         # classifier optimiser's loss scale (which it sums and unscales).
         share = forward.loss_scale / mg.num_replicas()
-        return (weights, mg.loss_coefficients(weights, self._normalization),
+        return (weights, mg.loss_coefficients(weights, self._normalization,
+                                              forward.corrected),
                 [g * ops.cast(share, g.dtype) for g in step_gradients])
 
     def _step_gradients(self, forward, weights):
         """(weights, coefficients, scaled gradients) of the real step with
         the given weights: the backward pass of step 1."""
-        coefficients = mg.loss_coefficients(weights, self._normalization)
+        coefficients = mg.loss_coefficients(weights, self._normalization,
+                                            forward.corrected)
         return weights, coefficients, forward.scaled_gradients(coefficients)
 
     def _example_weights(self, forward, x_meta, y_meta):
@@ -372,6 +446,18 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
                                    forward.state):
             variable.assign(value)
 
+    def _update_average(self):
+        """The EMA step: average <- decay * average + (1 - decay) * w, after
+        the classifier step (BatchNorm statistics included)."""
+        if self._averaged is None:
+            return
+        decay = self.ema_decay
+        for average, variable in zip(
+                self._averaged, self.classifier.trainable_variables
+                + self.classifier.non_trainable_variables):
+            if average is not None:
+                average.assign(decay * average + (1.0 - decay) * variable.value)
+
     # ---------------------------------------------------------- public API
 
     def test_step(self, data):
@@ -398,6 +484,42 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         outputs, _ = self.classifier.stateless_call(
             self.classifier.trainable_variables, state, x, training=training)
         return self.weighting_net(self._per_example_loss(y, outputs), y)
+
+    def averaged_outputs(self, x):
+        """The classifier's outputs at its EMA weights (inference mode);
+        nothing is updated. Needs `ema_decay` (or `label_correction`)."""
+        if self._averaged is None:
+            raise ValueError(
+                "This MetaWeightNet keeps no moving average of the "
+                "classifier; build it with ema_decay= (e.g. 0.997) or "
+                "label_correction=True.")
+        variables = self.classifier.trainable_variables \
+            + self.classifier.non_trainable_variables
+        values = [(average if average is not None else variable).value
+                  for average, variable in zip(self._averaged, variables)]
+        count = len(self.classifier.trainable_variables)
+        outputs, _ = self.classifier.stateless_call(
+            values[:count], values[count:], x, training=False)
+        return outputs
+
+    def averaged_classifier(self):
+        """A copy of the classifier holding the EMA weights: the model whose
+        predictions label correction trusts (save it, audit with it,
+        export it). Needs `ema_decay` (or `label_correction`)."""
+        if self._averaged is None:
+            raise ValueError(
+                "This MetaWeightNet keeps no moving average of the "
+                "classifier; build it with ema_decay= (e.g. 0.997) or "
+                "label_correction=True.")
+        copy = keras.models.clone_model(self.classifier)
+        variables = copy.trainable_variables + copy.non_trainable_variables
+        originals = self.classifier.trainable_variables \
+            + self.classifier.non_trainable_variables
+        for target, average, original in zip(variables, self._averaged,
+                                             originals):
+            target.assign((average if average is not None
+                           else original).value)
+        return copy
 
     def compute_meta_gradients(self, x, y, x_meta, y_meta):
         """Gradients of the meta loss w.r.t. `weighting_net.trainable_variables`.
@@ -442,6 +564,8 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             "meta_scope": self.meta_scope,
             "real_step_weights": self.real_step_weights,
             "from_logits": self.from_logits,
+            "label_correction": self.label_correction,
+            "ema_decay": self.ema_decay,
         }
 
     @classmethod

@@ -43,7 +43,8 @@ def per_example_ce(y, logits):
 
 
 def meta_loss(classifier, coefficients_of, x, y, x_meta, y_meta, optimizer,
-              rule="sgd", weight_decay=0.0, moved_layers=None):
+              rule="sgd", weight_decay=0.0, moved_layers=None,
+              soft_targets=None):
     """J: the clean meta loss after one lookahead step on sum_i c_i l_i.
 
     Args:
@@ -54,6 +55,9 @@ def meta_loss(classifier, coefficients_of, x, y, x_meta, y_meta, optimizer,
         rule: "sgd" (w - lr g) or "optimizer" (Keras SGD with Nesterov
             momentum and L2 on the gradient).
         moved_layers: Names of the layers whose variables move (None: all).
+        soft_targets: With label correction, the distributions p [B, K]:
+            `coefficients_of` then returns (c, d) and the lookahead descends
+            sum_i c_i l_i + d_i CE(f(x_i), p_i).
     """
     state = [v.value for v in classifier.non_trainable_variables]
     all_variables = classifier.trainable_variables
@@ -63,7 +67,13 @@ def meta_loss(classifier, coefficients_of, x, y, x_meta, y_meta, optimizer,
         logits, _ = classifier.stateless_call(all_variables, state, x,
                                               training=True)
         losses = per_example_ce(y, logits)
-        weighted = tf.reduce_sum(coefficients_of(losses) * losses)
+        if soft_targets is None:
+            weighted = tf.reduce_sum(coefficients_of(losses) * losses)
+        else:
+            label, model = coefficients_of(losses)
+            to_targets = keras.losses.categorical_crossentropy(
+                soft_targets, logits, from_logits=True)
+            weighted = tf.reduce_sum(label * losses + model * to_targets)
     grads = tape.gradient(weighted, variables)
     lr = float(optimizer.learning_rate.numpy())
     if rule == "sgd":
@@ -91,6 +101,18 @@ def mwnet_coefficients(weighting_net, normalization):
         if normalization == "sum":
             return weights / tf.reduce_sum(weights)
         return weights / tf.cast(tf.size(weights), weights.dtype)
+    return coefficients_of
+
+
+def corrected_coefficients(weighting_net, normalization):
+    """(n v, n (1 - v)) with n = 1 / B ("mean") or 1 / sum v ("sum")."""
+    def coefficients_of(losses):
+        weights = weighting_net(tf.stop_gradient(losses))
+        if normalization == "sum":
+            normaliser = 1.0 / tf.reduce_sum(weights)
+        else:
+            normaliser = 1.0 / tf.cast(tf.size(weights), weights.dtype)
+        return weights * normaliser, (1.0 - weights) * normaliser
     return coefficients_of
 
 

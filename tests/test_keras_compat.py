@@ -189,3 +189,16 @@ def test_backup_and_restore_writes_only_through_save_model(tmp_path,
         assert os.listdir(backup_dir)
     else:
         assert not backup_dir.exists()
+
+
+def test_set_initial_epoch_makes_fit_resume_there():
+    from mwnet_tf import keras_compat
+
+    class SetOnTrainBegin(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            keras_compat.set_initial_epoch(self.model, 2)
+
+    model = _tiny_model()
+    history = model.fit(*_tiny_data(), epochs=4, verbose=0,
+                        callbacks=[SetOnTrainBegin()])
+    assert history.epoch == [2, 3]

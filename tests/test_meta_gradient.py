@@ -157,3 +157,68 @@ def test_forward_gradients_carry_the_loss_scale_and_the_lookahead_not():
     assert len(lookahead) == 2  # The logits layer's kernel and bias.
     for got, want in zip(lookahead, expected[-2:]):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10)
+
+
+def _soft_targets(seed, n=12):
+    """Distributions over the classes, as an EMA model's softmax gives."""
+    logits = np.random.default_rng(seed).normal(size=(n, ref.NUM_CLASSES))
+    return tf.nn.softmax(tf.constant(logits, tf.float64))
+
+
+@pytest.mark.parametrize("normalization", mg.WEIGHT_NORMALIZATIONS)
+def test_corrected_meta_gradients_match_finite_differences(normalization):
+    classifier, net, optimizer = _parts(seed=4)
+    x, y, x_meta, y_meta = ref.batches(5, dtype="float64")
+    targets = _soft_targets(6)
+    lookahead = mg.Lookahead(optimizer, "sgd")
+    forward = mg.Forward(classifier, x, y, CE, soft_targets=targets)
+    assert forward.corrected
+    grads, meta_loss, _ = mg.meta_gradients(forward, net, lookahead, x_meta,
+                                            y_meta, CE, normalization)
+
+    def objective():
+        return ref.meta_loss(
+            classifier, ref.corrected_coefficients(net, normalization), x, y,
+            x_meta, y_meta, optimizer, soft_targets=targets)
+
+    assert float(meta_loss) == pytest.approx(objective(), rel=1e-10)
+    # The correction changes the objective: not the uncorrected one.
+    uncorrected = ref.meta_loss(classifier,
+                                ref.mwnet_coefficients(net, normalization),
+                                x, y, x_meta, y_meta, optimizer)
+    assert abs(uncorrected - objective()) > 1e-6
+    numeric = ref.finite_difference_gradient(objective,
+                                             net.trainable_variables)
+    for variable, grad, expected in zip(net.trainable_variables, grads,
+                                        numeric):
+        assert np.max(np.abs(expected)) > 0
+        error = (np.max(np.abs(grad.numpy() - expected))
+                 / np.max(np.abs(expected)))
+        assert error < 1e-4, (variable.path, error)
+
+
+def test_corrected_step_is_cross_entropy_to_the_soft_target():
+    """v CE(f, y) + (1 - v) CE(f, p) = CE(f, v onehot(y) + (1 - v) p): the
+    real step's gradient is that of the mean CE to the mixed target."""
+    classifier, _, _ = _parts(seed=7)
+    x, y, _, _ = ref.batches(8, dtype="float64")
+    targets = _soft_targets(9)
+    weights = tf.constant(np.random.default_rng(10).uniform(size=12))
+    forward = mg.Forward(classifier, x, y, CE, soft_targets=targets,
+                         loss_scale=4.0)
+    coefficients = mg.loss_coefficients(weights, "mean", corrected=True)
+    grads = forward.scaled_gradients(coefficients)
+    mixed = (weights[:, None] * tf.one_hot(y, ref.NUM_CLASSES, dtype=tf.float64)
+             + (1 - weights[:, None]) * targets)
+    state = [v.value for v in classifier.non_trainable_variables]
+    with tf.GradientTape() as tape:
+        logits, _ = classifier.stateless_call(
+            classifier.trainable_variables, state, x, training=True)
+        loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
+            mixed, logits, from_logits=True))
+    expected = tape.gradient(loss, classifier.trainable_variables)
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got.numpy() / 4.0, want.numpy(),
+                                   rtol=1e-10, atol=1e-12)
+    assert float(forward.objective(coefficients)) == pytest.approx(
+        float(loss), rel=1e-10)

@@ -143,9 +143,13 @@ def audit_run(workdir, data_path=None, data_dir=None, cache_dir=None,
             workdir, "weighting_net.keras"))
     except ValueError as error:
         raise AuditError(str(error)) from error
+    averaged_path = os.path.join(workdir, "averaged_classifier.keras")
+    averaged = (keras.saving.load_model(averaged_path, compile=False)
+                if os.path.isfile(averaged_path) else None)
     summary = label_audit.run_audit(workdir, classifier, weighting_net, data,
                                     gallery_size=gallery_size,
-                                    verbose=verbose)
+                                    verbose=verbose,
+                                    averaged_classifier=averaged)
     results["label_audit"] = summary
     files.write_json(os.path.join(workdir, "results.json"), results)
     return summary

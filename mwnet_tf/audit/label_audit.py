@@ -11,14 +11,22 @@ the examples most suspect first and writes
 
 - `audit.csv`: one row per example, most suspect first: where it came from
   (index in the loaded split, file), the given and the predicted label, the
-  predicted probability, the loss, V's weight, and whether the label is known
-  to be corrupted (1), clean (0) or unknown (empty);
-- `suspect_labels.png`: the most suspect images titled "given -> predicted",
-  headed by what they are ranked by (also in TensorBoard, under
-  `tensorboard/audit`);
+  predicted probability, the loss, V's weight, the suggested label and its
+  probability (the prediction of the averaged (EMA) classifier that label
+  correction trusts, where the run kept one; else the classifier's), the
+  verdict ("suspect" where the suggestion differs from the given label,
+  else "keep"), and whether the label is known to be corrupted (1), clean
+  (0) or unknown (empty);
+- `relabel.csv`: the suspects alone, most suspect first: file, given and
+  suggested label, confidence: a list to review and, once reviewed, train
+  on (`mwnet_tf.audit.label_audit.write_relabel_csv`);
+- `suspect_labels.png`: the most suspect images titled "labelled given,
+  probably suggested", headed by what they are ranked by (also in
+  TensorBoard, under `tensorboard/audit`);
 - where the true labels are known: how well the weights find the corrupted
   labels (ROC AUC, precision and recall among the k lowest weights, k the
-  number of corrupted labels), beside the same figures for the loss itself.
+  number of corrupted labels), beside the same figures for the loss itself,
+  and how often the suggested label is the true one among those k flagged.
 
 V maps the loss to the weight, so as a ranking it agrees with the loss
 wherever V decreases (and reverses it where V increases): the weights rank
@@ -53,10 +61,16 @@ from mwnet_tf.files import replace_atomically
 # Methods whose weights come from V, so that an audit means something.
 METHODS = ("mwnet", "fixed")
 # What `run_audit` writes into a work directory.
-OUTPUTS = ("audit.csv", "suspect_labels.png")
+OUTPUTS = ("audit.csv", "relabel.csv", "suspect_labels.png")
 CSV_COLUMNS = ("rank", "index", "file", "given_label", "given_class",
                "predicted_label", "predicted_class", "predicted_probability",
-               "loss", "weight", "corrupted")
+               "loss", "weight", "suggested_label", "suggested_class",
+               "suggested_probability", "verdict", "corrupted")
+RELABEL_COLUMNS = ("rank", "index", "file", "given_label", "given_class",
+                   "suggested_label", "suggested_class", "confidence")
+# A suggestion is the model's belief, not a checked label: a verdict says
+# only whether it disagrees with the given one.
+VERDICTS = ("suspect", "keep")
 DEFAULT_GALLERY_SIZE = 36
 # What the audit ranks by: V's weight (lowest first) where V decreases over
 # the losses it saw, else the loss itself (highest first).
@@ -83,6 +97,13 @@ class LabelAudit:
             where V decreases over the losses seen.
         weighting_shape: `weighting_function_shape` of V over these losses,
             or None.
+        suggested_label: int64 [N], the label to consider instead: the
+            averaged classifier's top class where one is given, else the
+            classifier's (None: the same as `predicted_label`).
+        suggested_probability: float32 [N], its probability.
+        suggested_by: "averaged classifier" or "classifier".
+        true_label: int64 [N] of the true labels where known (-1
+            elsewhere), or None when none is known.
     """
 
     index: np.ndarray
@@ -95,9 +116,24 @@ class LabelAudit:
     corrupted: Optional[np.ndarray]
     ranked_by: str = "weight"
     weighting_shape: Optional[dict] = None
+    suggested_label: Optional[np.ndarray] = None
+    suggested_probability: Optional[np.ndarray] = None
+    suggested_by: str = "classifier"
+    true_label: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        if self.suggested_label is None:
+            object.__setattr__(self, "suggested_label", self.predicted_label)
+            object.__setattr__(self, "suggested_probability",
+                               self.predicted_probability)
 
     def __len__(self):
         return int(self.index.shape[0])
+
+    @property
+    def suspect(self):
+        """bool [N]: the suggestion differs from the given label."""
+        return self.suggested_label != self.given_label
 
     def suspect_order(self):
         """Row order of the CSV and the gallery, most suspect first.
@@ -199,7 +235,7 @@ def weighting_function_shape(weighting_net, losses, labels=None,
 
 
 def audit_labels(classifier, weighting_net, dataset, examples,
-                 from_logits=True, verbose=1):
+                 from_logits=True, verbose=1, averaged_classifier=None):
     """Scores every training example with the classifier and V.
 
     Streams `dataset` batch by batch: only the per-example numbers are kept.
@@ -212,6 +248,9 @@ def audit_labels(classifier, weighting_net, dataset, examples,
         examples: The training split as a `Split` (`PreparedData.train_examples`).
         from_logits: Whether the classifier outputs logits.
         verbose: 1 shows a progress bar, 0 nothing.
+        averaged_classifier: The run's averaged (EMA) classifier, if it kept
+            one (`MetaWeightNet.averaged_classifier`): its predictions are
+            the suggested labels; None: the classifier's are.
 
     Returns:
         A `LabelAudit`, ranked by V's weight if V decreases over the losses
@@ -222,24 +261,31 @@ def audit_labels(classifier, weighting_net, dataset, examples,
     """
     loss_dtype = weighting_net.compute_dtype
 
+    def probabilities_of(model, x):
+        outputs = ops.cast(model(x, training=False), loss_dtype)
+        return outputs, ops.softmax(outputs) if from_logits else outputs
+
     @tf.function
     def score(x, y):
-        outputs = ops.cast(classifier(x, training=False), loss_dtype)
+        outputs, probabilities = probabilities_of(classifier, x)
         losses = keras.losses.sparse_categorical_crossentropy(
             y, outputs, from_logits=from_logits)
-        probabilities = ops.softmax(outputs) if from_logits else outputs
+        suggested = probabilities
+        if averaged_classifier is not None:
+            _, suggested = probabilities_of(averaged_classifier, x)
         return (ops.argmax(probabilities, axis=-1),
                 ops.max(probabilities, axis=-1), losses,
-                weighting_net(losses, y))
+                weighting_net(losses, y), ops.argmax(suggested, axis=-1),
+                ops.max(suggested, axis=-1))
 
-    columns = ([], [], [], [], [])
+    columns = ([], [], [], [], [], [], [])
     progress = keras.utils.Progbar(len(examples), verbose=verbose,
                                    unit_name="example")
     for x, y in dataset:
         for column, value in zip(columns, (y,) + score(x, y)):
             column.append(ops.convert_to_numpy(value))
         progress.add(int(y.shape[0]))
-    given, predicted, probability, loss, weight = (
+    given, predicted, probability, loss, weight, suggested, confidence = (
         np.concatenate(column) if column else np.zeros(0) for column in columns)
     if not np.array_equal(given, examples.labels):
         raise ValueError(
@@ -259,7 +305,12 @@ def audit_labels(classifier, weighting_net, dataset, examples,
         loss=loss.astype(np.float32), weight=weight.astype(np.float32),
         corrupted=corrupted,
         ranked_by="weight" if shape["shape"] == "decreasing" else "loss",
-        weighting_shape=shape)
+        weighting_shape=shape, suggested_label=suggested.astype(np.int64),
+        suggested_probability=confidence.astype(np.float32),
+        suggested_by=("classifier" if averaged_classifier is None
+                      else "averaged classifier"),
+        true_label=(None if examples.clean_labels is None
+                    else np.asarray(examples.clean_labels, np.int64)))
 
 
 def roc_auc(scores, positive):
@@ -307,7 +358,33 @@ def detection_report(audit):
     known = audit.corrupted >= 0
     corrupted = audit.corrupted[known].astype(bool)
     flagged = int(corrupted.sum())
+    # The suggestions for the k examples the audit's own ranking puts
+    # first: how often they are the true label (for the labels known wrong
+    # among them, whether the fix is right).
+    ranked = audit.suspect_order()
+    ranked = ranked[known[ranked]][:flagged]
+    suggestion = None
+    if audit.true_label is not None and flagged:
+        right = audit.suggested_label[ranked] == audit.true_label[ranked]
+        wrong_labels = audit.corrupted[ranked].astype(bool)
+        suggestion = {
+            "by": audit.suggested_by, "ranked_by": audit.ranked_by,
+            "flagged": int(len(ranked)),
+            "accuracy_among_flagged": float(right.mean()),
+            "accuracy_among_flagged_corrupted": (
+                float(right[wrong_labels].mean()) if wrong_labels.any()
+                else None),
+            "suspects": int(audit.suspect[known].sum()),
+            "suspects_corrupted": float(
+                audit.corrupted[known][audit.suspect[known]].mean())
+            if audit.suspect[known].any() else None,
+            "suspects_suggestion_accuracy": float(np.mean(
+                audit.suggested_label[known][audit.suspect[known]]
+                == audit.true_label[known][audit.suspect[known]]))
+            if audit.suspect[known].any() else None,
+        }
     return {
+        "suggestions": suggestion,
         "num_examples_with_known_label": int(known.sum()),
         "realised_noise_rate": float(corrupted.mean()),
         "flagged": flagged,
@@ -343,8 +420,34 @@ def write_csv(audit, path, class_names):
                  names[audit.predicted_label[r]],
                  f"{audit.predicted_probability[r]:.4f}",
                  f"{audit.loss[r]:.4f}", f"{audit.weight[r]:.4f}",
+                 int(audit.suggested_label[r]),
+                 names[audit.suggested_label[r]],
+                 f"{audit.suggested_probability[r]:.4f}",
+                 VERDICTS[0] if audit.suspect[r] else VERDICTS[1],
                  "" if corrupted[i] < 0 else int(corrupted[i]))
                 for i, r in enumerate(rows))
+
+    replace_atomically(path, write)
+
+
+def write_relabel_csv(audit, path, class_names):
+    """Writes the suspects (suggestion differs from the given label), most
+    suspect first: what to review, and to train on once reviewed (keep the
+    rows whose suggestion is right, fix the others)."""
+    order = audit.suspect_order()
+    order = order[audit.suspect[order]]
+    names = np.asarray(class_names, dtype=object)
+
+    def write(file):
+        writer = csv.writer(file)
+        writer.writerow(RELABEL_COLUMNS)
+        writer.writerows(
+            (rank + 1, int(audit.index[r]),
+             audit.file[r] if audit.file is not None else "",
+             int(audit.given_label[r]), names[audit.given_label[r]],
+             int(audit.suggested_label[r]), names[audit.suggested_label[r]],
+             f"{audit.suggested_probability[r]:.4f}")
+            for rank, r in enumerate(order))
 
     replace_atomically(path, write)
 
@@ -424,11 +527,16 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
         figure.legends[0].set(ncols=2)
     for axes, row in zip(figure.axes, rows):
         known = -1 if audit.corrupted is None else int(audit.corrupted[row])
+        given = class_names[audit.given_label[row]]
+        if audit.suspect[row]:
+            verdict = (f"probably {class_names[audit.suggested_label[row]]} "
+                       f"({audit.suggested_probability[row]:.2f})")
+        else:
+            verdict = "no other label suggested"
         axes.set_title(
-            f"{class_names[audit.given_label[row]]} -> "
-            f"{class_names[audit.predicted_label[row]]}\n"
+            f"labelled {given},\n{verdict}\n"
             f"w={audit.weight[row]:.2f} loss={audit.loss[row]:.1f}",
-            fontsize=7, color=colours.get(known, "black"))
+            fontsize=6, color=colours.get(known, "black"))
     # Above the legend, wrapped by hand (matplotlib's wrap=True stretches
     # the tight bounding box).
     heading = figure.text(0.5, 1.0 + 0.45 / grid_rows,
@@ -445,7 +553,8 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
 
 
 def run_audit(workdir, classifier, weighting_net, data,
-              gallery_size=DEFAULT_GALLERY_SIZE, verbose=1):
+              gallery_size=DEFAULT_GALLERY_SIZE, verbose=1,
+              averaged_classifier=None):
     """Audits a run's training labels and writes the audit into `workdir`.
 
     Args:
@@ -454,6 +563,8 @@ def run_audit(workdir, classifier, weighting_net, data,
         data: The run's `PreparedData`.
         gallery_size: Images in `suspect_labels.png`.
         verbose: 1 shows a progress bar.
+        averaged_classifier: The run's averaged classifier, if it kept one:
+            the suggested labels are its predictions.
 
     Returns:
         A JSON-serialisable summary (for results.json): files written,
@@ -463,8 +574,11 @@ def run_audit(workdir, classifier, weighting_net, data,
     """
     start = time.perf_counter()
     audit = audit_labels(classifier, weighting_net, data.train_eval,
-                         data.train_examples, verbose=verbose)
+                         data.train_examples, verbose=verbose,
+                         averaged_classifier=averaged_classifier)
     write_csv(audit, os.path.join(workdir, "audit.csv"), data.class_names)
+    write_relabel_csv(audit, os.path.join(workdir, "relabel.csv"),
+                      data.class_names)
     png = plot_suspects(audit, data.train_examples, data.class_names,
                         count=gallery_size,
                         path=os.path.join(workdir, "suspect_labels.png"))
@@ -476,6 +590,9 @@ def run_audit(workdir, classifier, weighting_net, data,
     writer.close()
     detection = detection_report(audit)
     summary = {"examples": len(audit), "csv": "audit.csv",
+               "relabel_csv": "relabel.csv",
+               "suspects": int(audit.suspect.sum()),
+               "suggested_by": audit.suggested_by,
                "gallery": "suspect_labels.png",
                "seconds": time.perf_counter() - start,
                "weighting_function": audit.weighting_shape,
@@ -507,5 +624,19 @@ def run_audit(workdir, classifier, weighting_net, data,
             100 * (detection["weight"]["precision"] or 0),
             detection["flagged"],
             100 * (detection["loss"]["precision"] or 0))
+        suggestions = detection.get("suggestions")
+        if suggestions:
+            logging.info(
+                "Suggested labels (%s): right for %.1f%% of the %d flagged "
+                "examples (%s of those whose label is wrong).",
+                suggestions["by"],
+                100 * suggestions["accuracy_among_flagged"],
+                suggestions["flagged"],
+                "n/a" if suggestions["accuracy_among_flagged_corrupted"]
+                is None else
+                f"{100 * suggestions['accuracy_among_flagged_corrupted']:.1f}%")
+    logging.info("%d suspects (suggested label differs from the given one) "
+                 "in %s/relabel.csv, to review.", summary["suspects"],
+                 workdir)
     json.dumps(summary)  # Fails here, not after training, if not JSON.
     return summary

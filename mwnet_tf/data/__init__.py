@@ -27,15 +27,17 @@ from mwnet_tf.data.noise import (NOISE_TYPES, corrupt_labels,
 from mwnet_tf.data.pipeline import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN,
                                     IMAGENET_STD, array_dataset, file_dataset,
                                     normalize, pad_crop_flip)
-from mwnet_tf.data.preparation import (DATASETS, PreparedData,
+from mwnet_tf.data.preparation import (DATASETS, META_SOURCES, PreparedData,
                                        check_data_paths,
                                        check_noise_of_dataset,
-                                       check_path_given, prepare)
+                                       check_path_given, prepare,
+                                       resolve_meta_source)
 from mwnet_tf.data.source import Source, Split
 from mwnet_tf.data.tfds_source import load_tfds
 
 __all__ = [
     "CIFAR_MEAN", "CIFAR_STD", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD",
+    "META_SOURCES", "resolve_meta_source",
     "NOISE_TYPES", "PreparedData", "Source", "Split", "array_dataset",
     "check_data_paths", "check_noise_of_dataset", "check_path_given",
     "corrupt_labels", "file_dataset",

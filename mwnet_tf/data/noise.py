@@ -6,14 +6,24 @@ probability that an example of true class i is given label j, and each noisy
 label drawn independently from the row T[y] of its true class y.
 
 To add a noise type, add a branch to `noise_transition_matrix` and its name to
-`NOISE_TYPES`; `corrupt_labels`, the statistics and `prepare` need no change.
+`MATRIX_NOISE_TYPES`; `corrupt_labels`, the statistics and `prepare` need no
+change. Noise that depends on the image itself ("instance", Xia et al. 2020)
+has no class-level matrix: `instance_dependent_labels` draws it, and
+`corrupt_labels` dispatches to it when given the images.
 """
 
 import numbers
 
 import numpy as np
 
-NOISE_TYPES = ("none", "uniform", "flip", "flip2", "pair", "asym")
+# Noise defined by a class-level transition matrix T.
+MATRIX_NOISE_TYPES = ("none", "uniform", "flip", "flip2", "pair", "asym")
+# Instance-dependent noise: each image's flip probability and wrong class
+# depend on the image (see `instance_dependent_labels`).
+INSTANCE_NOISE = "instance"
+NOISE_TYPES = MATRIX_NOISE_TYPES + (INSTANCE_NOISE,)
+# Spread of the per-image flip rate around the noise rate (Xia et al. 2020).
+INSTANCE_RATE_STD = 0.1
 
 # The usual asymmetric CIFAR-10 noise (Patrini et al., 2017), in CIFAR-10 label
 # order: truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
@@ -167,6 +177,12 @@ def noise_transition_matrix(num_classes, noise, rate, seed, class_names=None):
             number of classes the noise type cannot use.
     """
     check_noise(noise, rate, num_classes, class_names)
+    if noise == INSTANCE_NOISE:
+        raise ValueError(
+            "instance noise has no class-level transition matrix: each "
+            "image's flip rate and wrong class depend on the image; draw it "
+            "with corrupt_labels(..., images=) and read the realised matrix "
+            "from label_noise_statistics.")
     k, p = int(num_classes), float(rate)
     if noise == "none":
         return np.eye(k)
@@ -194,7 +210,8 @@ def noise_transition_matrix(num_classes, noise, rate, seed, class_names=None):
     return matrix
 
 
-def corrupt_labels(labels, num_classes, noise, rate, seed, class_names=None):
+def corrupt_labels(labels, num_classes, noise, rate, seed, class_names=None,
+                   images=None):
     """Returns noisy labels drawn from the rows of the noise transition matrix.
 
     The noisy label of an example of true class y is drawn from T[y], with T from
@@ -209,15 +226,26 @@ def corrupt_labels(labels, num_classes, noise, rate, seed, class_names=None):
         rate: Corruption probability p in [0, 1].
         seed: Integer seed; the same seed gives the same labels.
         class_names: Names of classes 0 .. K-1, if known (checked by "asym").
+        images: The examples' images (uint8, [N, ...]); needed by "instance"
+            noise only (see `instance_dependent_labels`).
 
     Returns:
         A new int64 array of noisy labels, shaped like `labels`.
 
     Raises:
         ValueError: For invalid noise arguments or labels outside
-            [0, num_classes).
+            [0, num_classes), or "instance" noise without images.
     """
     labels = np.asarray(labels)
+    if noise == INSTANCE_NOISE:
+        check_noise(noise, rate, num_classes)
+        if images is None:
+            raise ValueError(
+                "instance noise depends on the images: pass images= (an "
+                "in-memory image source); it cannot be drawn from labels "
+                "alone.")
+        return instance_dependent_labels(images, labels, num_classes, rate,
+                                         seed)
     matrix = noise_transition_matrix(num_classes, noise, rate, seed,
                                      class_names)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -233,6 +261,80 @@ def corrupt_labels(labels, num_classes, noise, rate, seed, class_names=None):
     uniforms = draw_rng.random(labels.shape)
     noisy = (uniforms[..., None] >= cdf[labels]).sum(axis=-1)
     return noisy.astype(np.int64)
+
+
+def _truncated_normal(rng, mean, std, size, low=0.0, high=1.0):
+    """Draws from N(mean, std^2) restricted to [low, high], by redrawing the
+    values that fall outside (exact, and cheap while the interval holds
+    most of the mass, as for rates in [0.1, 0.9] and std 0.1)."""
+    values = rng.normal(mean, std, size)
+    outside = (values < low) | (values > high)
+    for _ in range(10_000):
+        if not outside.any():
+            return values
+        values[outside] = rng.normal(mean, std, int(outside.sum()))
+        outside = (values < low) | (values > high)
+    # Mass in [low, high] too small to hit by redrawing: clip what is left.
+    return np.clip(values, low, high)
+
+
+def instance_dependent_labels(images, labels, num_classes, rate, seed,
+                              rate_std=INSTANCE_RATE_STD):
+    """Instance-dependent label noise (Xia et al., NeurIPS 2020, "Part-
+    dependent label noise"; CMW-Net's feature-dependent setting).
+
+    For each example i with label y: a flip rate q_i drawn from a normal
+    around `rate` (std `rate_std`) truncated to [0, 1]; the image x_i,
+    flattened and scaled to [0, 1], is projected by W_y, a standard-normal
+    (pixels x K) matrix of its class; the wrong class is drawn from the
+    softmax of those K scores with y's own excluded. So the label is kept
+    with probability 1 - q_i and otherwise goes to a class that depends on
+    what the image looks like (through W), as a human's mistake does. The
+    expected rate of changed labels is about `rate`.
+
+    Args:
+        images: Array [N, ...] of images (uint8, or floats in [0, 255]).
+        labels: Integer array [N] of clean labels in [0, num_classes).
+        num_classes: K.
+        rate: Mean flip rate in [0, 1].
+        seed: Integer seed: fixes the flip rates, W and the draws.
+        rate_std: Standard deviation of the flip rates before truncation.
+
+    Returns:
+        A new int64 array [N] of noisy labels.
+    """
+    labels = np.asarray(labels).astype(np.int64)
+    images = np.asarray(images)
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"instance noise: {images.shape[0]} images for {labels.shape[0]} "
+            "labels; give one image per label.")
+    k = int(num_classes)
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(
+            f"Labels must lie in [0, {k}); got values from {labels.min()} to "
+            f"{labels.max()}.")
+    rate_rng, projection_rng, draw_rng = np.random.default_rng(seed).spawn(3)
+    n = labels.shape[0]
+    flip_rates = _truncated_normal(rate_rng, float(rate), rate_std, n)
+    features = images.reshape(n, -1).astype(np.float32) / 255.0
+    projection = projection_rng.standard_normal(
+        (k, features.shape[1], k), dtype=np.float32)
+    scores = np.empty((n, k), dtype=np.float64)
+    for label in range(k):
+        members = labels == label
+        scores[members] = features[members] @ projection[label]
+    rows = np.arange(n)
+    scores[rows, labels] = -np.inf
+    scores -= scores.max(axis=1, keepdims=True)
+    wrong = np.exp(scores)
+    wrong /= wrong.sum(axis=1, keepdims=True)
+    probabilities = flip_rates[:, None] * wrong
+    probabilities[rows, labels] += 1.0 - flip_rates
+    cdf = np.cumsum(probabilities, axis=1)
+    cdf[:, -1] = 1.0
+    uniforms = draw_rng.random(n)
+    return (uniforms[:, None] >= cdf).sum(axis=1).astype(np.int64)
 
 
 def label_noise_statistics(clean, noisy, num_classes):

@@ -209,10 +209,29 @@ def _host_tensors(labels, corrupted, **arrays):
     return columns, converted
 
 
+def _subset_size(num_examples, subset):
+    """How many examples an iteration covers: all, or the subset's."""
+    if subset is None:
+        return num_examples
+    if not (isinstance(subset, tf.Variable) and subset.dtype.is_integer
+            and subset.shape.rank == 1):
+        raise ValueError("subset must be a rank-1 integer tf.Variable of "
+                         f"example indices; got {subset!r}.")
+    return int(subset.shape[0])
+
+
+def _through(subset, positions):
+    """Example indices of positions in the subset (read when the batch is
+    made, so a new selection applies from the next batch on)."""
+    if subset is None:
+        return positions
+    return tf.gather(tf.cast(subset.read_value(), tf.int64), positions)
+
+
 def array_dataset(images, labels, batch_size, *, corrupted=None,
                   shuffle=False, augment=False, drop_remainder=False, seed=0,
                   epoch=None, repeat=False, mean=CIFAR_MEAN, std=CIFAR_STD,
-                  padding=4, shard=None):
+                  padding=4, shard=None, subset=None):
     """Builds a batched dataset from uint8 images held in memory.
 
     The images are converted to one tensor once; each batch gathers its rows
@@ -244,6 +263,12 @@ def array_dataset(images, labels, batch_size, *, corrupted=None,
             only those examples. The random draws are the whole batch's, so
             the `count` shards of a batch, concatenated, equal the unsharded
             batch. Needs `drop_remainder`.
+        subset: Optional rank-1 integer `tf.Variable` of example indices:
+            the dataset iterates over these examples only (shuffled,
+            batched and augmented as positions in it), reading the variable
+            as each batch is made, so assigning new indices (of the same
+            count) changes the examples from then on; a pseudo-clean meta
+            set is chosen this way each epoch.
 
     Returns:
         A `tf.data.Dataset` of `(float32 [B, H, W, C], int32 [B])` or
@@ -255,8 +280,8 @@ def array_dataset(images, labels, batch_size, *, corrupted=None,
         images = np.asarray(images, np.uint8)
     columns, tensors = _host_tensors(labels, corrupted, images=images)
     images = tensors["images"]
-    stream = _index_stream(int(images.shape[0]), seed, epoch, shuffle, repeat,
-                           batch_size, drop_remainder)
+    stream = _index_stream(_subset_size(int(images.shape[0]), subset), seed,
+                           epoch, shuffle, repeat, batch_size, drop_remainder)
 
     def load(batch_indices, batch_seed):
         if augment:
@@ -264,6 +289,7 @@ def array_dataset(images, labels, batch_size, *, corrupted=None,
                                     padding)
         if shard is not None:
             batch_indices = batch_indices[start:start + size]
+        batch_indices = _through(subset, batch_indices)
         batch = tf.gather(images, batch_indices)
         if augment:
             batch = apply_crop_flip(
@@ -296,7 +322,7 @@ def _center_crop(image, size):
 def file_dataset(paths, labels, batch_size, *, corrupted=None, shuffle=False,
                  augment=False, drop_remainder=False, seed=0, epoch=None,
                  repeat=False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 resize=256, crop=224, shard=None):
+                 resize=256, crop=224, shard=None, subset=None):
     """Builds a batched dataset that reads and decodes image files per element.
 
     Each image is decoded (JPEG/PNG/GIF/BMP, converted to RGB), resized so its
@@ -327,6 +353,8 @@ def file_dataset(paths, labels, batch_size, *, corrupted=None, shuffle=False,
             index-th of `count` equal, consecutive slices of every batch (as
             for `array_dataset`; each example keeps its own random seed).
             Needs `drop_remainder`.
+        subset: Optional rank-1 integer `tf.Variable` of example indices to
+            iterate over instead of all (as for `array_dataset`).
 
     Returns:
         A `tf.data.Dataset` of `(float32 [B, crop, crop, 3], int32 [B])` or
@@ -337,9 +365,11 @@ def file_dataset(paths, labels, batch_size, *, corrupted=None, shuffle=False,
     columns, tensors = _host_tensors(labels, corrupted,
                                      paths=np.asarray(paths, dtype=str))
     paths = tensors["paths"]
-    stream = _index_stream(int(paths.shape[0]), seed, epoch, shuffle, repeat)
+    stream = _index_stream(_subset_size(int(paths.shape[0]), subset), seed,
+                           epoch, shuffle, repeat)
 
     def load(index, element_seed):
+        index = _through(subset, index)
         image = tf.io.decode_image(tf.io.read_file(paths[index]), channels=3,
                                    expand_animations=False)
         image = _resize_shorter_side(image, resize)

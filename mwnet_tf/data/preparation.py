@@ -3,11 +3,24 @@
 Order of operations (all seeded from the one `seed`):
 
 1. Load the source (tensorflow-datasets, image folder, or Clothing1M).
-2. Meta set: if the source has a trusted clean split (an image folder's `meta`
-   folder, Clothing1M's clean validation or clean training set) it is the meta
-   set (subsampled to `meta_per_class` per class if given). Otherwise
-   `meta_per_class` clean examples per class are drawn from the training split
-   and removed from it.
+2. Meta set, by `meta_source` (`META_SOURCES`; "auto" picks the first that
+   applies, in this order):
+   - "trusted": the source's trusted clean split (an image folder's `meta`
+     folder, Clothing1M's clean validation or clean training set),
+     subsampled to `meta_per_class` per class if given;
+   - "clean_draw": `meta_per_class` examples per class drawn from the
+     training split and removed from it, before any noise: clean only
+     because the noise is synthetic and added afterwards (or the data set's
+     labels are curated, CIFAR from tensorflow-datasets);
+   - "pseudo_clean": no trusted label: the meta set is chosen from the
+     (noisy) training split by the model itself each epoch
+     (`mwnet_tf.pseudo_clean`); the chosen examples stay in training;
+   - "given_draw" (never chosen by "auto"): drawn as "clean_draw" but with
+     the labels as given, which may be wrong: under synthetic noise the
+     meta labels are corrupted as the training labels are. What a run
+     without a trusted set used to get, kept to measure against.
+   Under synthetic noise every source holds out the examples "clean_draw"
+   would take, so all train on the same examples and labels.
 3. Imbalance: the remaining training split is cut to a long-tailed profile.
    The meta set is drawn first, from the balanced split, as the official
    Meta-Weight-Net class-imbalance code does (`data_utils.py` there takes the
@@ -34,7 +47,7 @@ from mwnet_tf.data.imbalance import (check_imbalance_factor,
                                      long_tailed_indices)
 from mwnet_tf.data.meta_split import (check_per_class, sample_per_class,
                                       split_meta)
-from mwnet_tf.data.noise import (check_noise, corrupt_labels,
+from mwnet_tf.data.noise import (INSTANCE_NOISE, check_noise, corrupt_labels,
                                  label_noise_statistics,
                                  noise_transition_matrix)
 from mwnet_tf.data.source import Split
@@ -49,7 +62,11 @@ _KNOWN_SIZES = {"cifar10": (10, 5000), "cifar100": (100, 500)}
 DEFAULT_META_TOTAL = 1000
 # Each random stage gets its own seed derived from the user's seed.
 _STAGES = ("meta", "imbalance", "subset", "noise", "train_pipeline",
-           "meta_pipeline")
+           "meta_pipeline", "meta_noise")
+# Where the meta set comes from (module docstring, step 2).
+META_SOURCES = ("auto", "trusted", "clean_draw", "pseudo_clean", "given_draw")
+# CMW-Net-SL's pseudo-clean meta set: 10 examples per class.
+DEFAULT_PSEUDO_CLEAN_PER_CLASS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +136,11 @@ class PreparedData:
     statistics: dict
     train_eval: tf.data.Dataset
     train_examples: Split
+    # Where the meta set comes from (META_SOURCES, never "auto") and, for
+    # "pseudo_clean", the int64 variable of the training indices the meta
+    # pipelines read (k per class; `mwnet_tf.pseudo_clean` chooses them).
+    meta_source: str = "clean_draw"
+    meta_selection: Optional[tf.Variable] = None
     # shard -> (train, meta) built for that share of every batch (`shard`
     # of `pipeline.array_dataset`); None: `train` and `meta` as they are.
     _training_shard: Optional[Callable] = dataclasses.field(default=None,
@@ -167,9 +189,55 @@ def _check_dataset(dataset):
             f"{', '.join(DATASETS)}.")
 
 
+def resolve_meta_source(meta_source, dataset, noise, has_trusted_split):
+    """The meta source "auto" means, or `meta_source` checked.
+
+    Args:
+        meta_source: One of `META_SOURCES`.
+        dataset: One of `DATASETS`.
+        noise: The synthetic noise type ("none": labels as given).
+        has_trusted_split: Whether the source has a trusted clean split;
+            None when not known yet (before loading an image folder).
+
+    Returns:
+        The meta source, never "auto" (None: "auto" on a source whose
+        trusted split is not known yet).
+
+    Raises:
+        ValueError: For an unknown source, "trusted" on a source without a
+            trusted split, or "clean_draw" from labels not known to be clean.
+    """
+    if meta_source not in META_SOURCES:
+        raise ValueError(
+            f"Unknown meta_source {meta_source!r}; valid sources are "
+            f"{', '.join(META_SOURCES)}.")
+    # Labels known to be clean before the draw: curated (tfds CIFAR) or
+    # corrupted only afterwards, by synthetic noise.
+    labels_clean = dataset in tfds_source.TFDS_NAMES or noise != "none"
+    if meta_source == "trusted" and has_trusted_split is False:
+        raise ValueError(
+            "meta_source='trusted', but this data has no trusted split (an "
+            "image folder's meta/ folder, Clothing1M's clean sets); add one, "
+            "or use meta_source='pseudo_clean'.")
+    if meta_source == "clean_draw" and not labels_clean:
+        raise ValueError(
+            "meta_source='clean_draw' draws the meta set from labels known "
+            "to be clean, but these labels are as given (noise='none') and "
+            "may be wrong; use meta_source='pseudo_clean', add a trusted "
+            "meta/ folder, or 'given_draw' to draw from them anyway.")
+    if meta_source != "auto":
+        return meta_source
+    if has_trusted_split is None:
+        return None
+    if has_trusted_split:
+        return "trusted"
+    return "clean_draw" if labels_clean else "pseudo_clean"
+
+
 def _check_arguments(dataset, noise, noise_rate, imbalance_factor,
                      meta_per_class, seed, batch_size, meta_batch_size,
-                     eval_batch_size, train_subset, clothing1m_meta, epoch):
+                     eval_batch_size, train_subset, clothing1m_meta, epoch,
+                     meta_source="auto", pseudo_clean_per_class=None):
     """Checks argument values and combinations, without touching any file.
 
     The stages `prepare` delegates to check their own arguments; their checks
@@ -208,6 +276,12 @@ def _check_arguments(dataset, noise, noise_rate, imbalance_factor,
             "epoch must be None or a scalar integer tf.Variable holding the "
             f"current epoch; got {epoch!r}.")
     check_noise_of_dataset(dataset, noise)
+    resolve_meta_source(
+        meta_source, dataset, noise,
+        True if dataset == "clothing1m"
+        else False if dataset in tfds_source.TFDS_NAMES else None)
+    if pseudo_clean_per_class is not None:
+        check_per_class(pseudo_clean_per_class)
     if dataset == "clothing1m":
         if imbalance_factor != 1:
             raise ValueError(
@@ -299,7 +373,8 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             noise_rate=0.4, imbalance_factor=1.0, meta_per_class=None, seed=1,
             batch_size=100, meta_batch_size=100, eval_batch_size=None,
             cache_dir=None, train_subset=None, download=True,
-            clothing1m_meta="clean_val", epoch=None):
+            clothing1m_meta="clean_val", epoch=None, meta_source="auto",
+            pseudo_clean_per_class=DEFAULT_PSEUDO_CLEAN_PER_CLASS):
     """Loads a data set and builds its noisy train, clean meta and test pipelines.
 
     All arguments are checked before anything is loaded. See the module
@@ -339,6 +414,12 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             alone, so a resumed run sees the same batches as an uninterrupted
             one. None: each new iteration draws the next key of a sequence
             fixed by `seed`.
+        meta_source: Where the meta set comes from, one of `META_SOURCES`
+            (module docstring); "auto": the trusted split if there is one,
+            else a clean draw where the labels are known to be clean
+            (synthetic noise, CIFAR), else "pseudo_clean".
+        pseudo_clean_per_class: k, the pseudo-clean meta set's examples
+            per given class.
 
     Returns:
         A `PreparedData`.
@@ -352,7 +433,8 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
     """
     _check_arguments(dataset, noise, noise_rate, imbalance_factor,
                      meta_per_class, seed, batch_size, meta_batch_size,
-                     eval_batch_size, train_subset, clothing1m_meta, epoch)
+                     eval_batch_size, train_subset, clothing1m_meta, epoch,
+                     meta_source, pseudo_clean_per_class)
     check_data_paths(dataset, data_dir, path, download)
     eval_batch_size = eval_batch_size or batch_size
 
@@ -361,7 +443,15 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
     num_classes = source.num_classes
     synthetic_noise = source.train.clean_labels is None
     true_matrix = None
-    if synthetic_noise:
+    if synthetic_noise and noise == INSTANCE_NOISE:
+        check_noise(noise, noise_rate, num_classes)
+        if not source.in_memory:
+            raise ValueError(
+                "noise='instance' projects each image's pixels, so it needs "
+                "images held in memory (CIFAR, or an image folder of small "
+                "images); this source reads files per batch. Use another "
+                "noise type.")
+    elif synthetic_noise:
         # Fails early (e.g. "pair" on a folder without 10 classes, "asym"
         # on classes that are not CIFAR's).
         true_matrix = noise_transition_matrix(
@@ -369,7 +459,9 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             source.class_names)
 
     # 2. Meta set.
-    if source.meta is not None:
+    meta_source = resolve_meta_source(meta_source, dataset, noise,
+                                      source.meta is not None)
+    if meta_source == "trusted":
         meta = source.meta
         if meta_per_class is not None:
             meta = meta.take(sample_per_class(
@@ -377,15 +469,22 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
                 num_classes))
         train = source.train
         meta_origin = source.meta_origin
-    else:
+    elif meta_source != "pseudo_clean" or (synthetic_noise
+                                           and noise != "none"):
         per_class = meta_per_class or max(1, DEFAULT_META_TOTAL // num_classes)
         train_indices, meta_indices = split_meta(
             source.train.labels, per_class, _stage_seed(seed, "meta"),
             num_classes)
         meta = source.train.take(meta_indices)
         train = source.train.take(train_indices)
-        meta_origin = f"{per_class} per class drawn from the training split"
-
+        meta_origin = {
+            "clean_draw": f"clean: {per_class} per class drawn from the "
+                          "training split before the noise was added",
+            "given_draw": f"given labels, which may be wrong: {per_class} "
+                          "per class drawn from the training split",
+            "pseudo_clean": None}[meta_source]
+    else:
+        train = source.train
     # 3. Imbalance.
     if imbalance_factor > 1:
         train = train.take(long_tailed_indices(
@@ -406,7 +505,9 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
     if synthetic_noise:
         clean = train.labels
         noisy = corrupt_labels(clean, num_classes, noise, noise_rate,
-                               _stage_seed(seed, "noise"), source.class_names)
+                               _stage_seed(seed, "noise"), source.class_names,
+                               images=(train.images if noise == INSTANCE_NOISE
+                                       else None))
     else:
         noisy, clean = train.labels, train.clean_labels
     known = clean >= 0
@@ -417,13 +518,44 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
     # trainer log a corrupted_weight of 0 for a split nobody knows.
     corrupted = None if noise == "none" else noisy != clean
 
+    if meta_source == "given_draw" and synthetic_noise:
+        # The meta set as it would be drawn from the noisy training labels.
+        meta = Split(
+            labels=corrupt_labels(
+                meta.labels, num_classes, noise, noise_rate,
+                _stage_seed(seed, "meta_noise"), source.class_names,
+                images=meta.images if noise == INSTANCE_NOISE else None),
+            images=meta.images, paths=meta.paths,
+            clean_labels=meta.labels, index=meta.index, files=meta.files)
+    selection = None
+    if meta_source == "pseudo_clean":
+        per_class = pseudo_clean_per_class
+        from mwnet_tf import pseudo_clean  # Keras; imported when used.
+        pseudo_clean.check_labels_allow(noisy, per_class, num_classes)
+        with tf.device("/cpu:0"):
+            # Until the model first chooses (after its warm-up, before any
+            # meta step): a seeded draw from the given labels.
+            selection = tf.Variable(
+                sample_per_class(noisy, per_class, _stage_seed(seed, "meta"),
+                                 num_classes),
+                trainable=False, dtype=tf.int64, name="meta_selection")
+        meta_origin = (f"pseudo-clean: the {per_class} examples per given "
+                       "class with the lowest loss under the averaged "
+                       "model, chosen from the training split each epoch "
+                       "(their labels are as given)")
+        meta = train
+        meta_labels = noisy
+    else:
+        meta_labels = meta.labels
+    num_meta = len(meta) if selection is None else int(selection.shape[0])
+
     if len(train) < batch_size:
         raise ValueError(
             f"Only {len(train)} training examples remain, fewer than "
             f"batch_size={batch_size}; lower batch_size or train on more data.")
-    if len(meta) < meta_batch_size:
+    if num_meta < meta_batch_size:
         raise ValueError(
-            f"The meta set has {len(meta)} examples, fewer than "
+            f"The meta set has {num_meta} examples, fewer than "
             f"meta_batch_size={meta_batch_size}; lower meta_batch_size or "
             "raise meta_per_class.")
 
@@ -450,14 +582,15 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
                          shuffle=True, augment=True, drop_remainder=True,
                          seed=_stage_seed(seed, "train_pipeline"),
                          epoch=epoch, shard=shard)
-        meta_ds = build(meta, meta.labels, meta_batch_size, shuffle=True,
+        meta_ds = build(meta, meta_labels, meta_batch_size, shuffle=True,
                         augment=True, drop_remainder=True, repeat=True,
                         seed=_stage_seed(seed, "meta_pipeline"), epoch=epoch,
-                        shard=shard)
+                        shard=shard, subset=selection)
         return train_ds, meta_ds
 
     train_ds, meta_ds = training_shard(None)
-    meta_eval_ds = build(meta, meta.labels, eval_batch_size)
+    meta_eval_ds = build(meta, meta_labels, eval_batch_size,
+                         subset=selection)
     test_ds = build(source.test, source.test.labels, eval_batch_size)
     train_eval_ds = build(train, noisy, eval_batch_size)
     # The true labels are known where noise was injected here, and where the
@@ -477,14 +610,17 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
         "noise_rate": float(noise_rate),
         "imbalance_factor": float(imbalance_factor),
         "seed": int(seed),
+        "meta_source": meta_source,
         "meta_origin": meta_origin,
         "order": "meta split, imbalance, train_subset, noise",
         "num_train": len(train),
-        "num_meta": len(meta),
+        "num_meta": num_meta,
         "num_test": len(source.test),
         "train_counts_clean": _counts(clean[clean >= 0], num_classes),
         "train_counts_noisy": _counts(noisy, num_classes),
-        "meta_counts": _counts(meta.labels, num_classes),
+        "meta_counts": _counts(meta_labels if selection is None
+                               else np.asarray(meta_labels)[
+                                   selection.numpy()], num_classes),
         "test_counts": _counts(source.test.labels, num_classes),
         "realised_noise_rate": noise_stats["realised_noise_rate"],
         "corrupted_counts": noise_stats["corrupted_counts"],
@@ -498,7 +634,8 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
         num_classes=num_classes,
         class_names=tuple(source.class_names), image_shape=image_shape,
         steps_per_epoch=len(train) // batch_size,
-        meta_steps_per_epoch=len(meta) // meta_batch_size,
-        num_train=len(train), num_meta=len(meta), num_test=len(source.test),
+        meta_steps_per_epoch=num_meta // meta_batch_size,
+        num_train=len(train), num_meta=num_meta, num_test=len(source.test),
         statistics=statistics, train_eval=train_eval_ds,
-        train_examples=train_examples, _training_shard=training_shard)
+        train_examples=train_examples, meta_source=meta_source,
+        meta_selection=selection, _training_shard=training_shard)

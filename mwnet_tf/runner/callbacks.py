@@ -1,13 +1,20 @@
 """Keras callbacks of the experiment runner, beyond those Keras ships."""
 
 import csv
+import glob
 import io
+import json
 import math
+import os
+import secrets
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from mwnet_tf import files
+from mwnet_tf import keras_compat
 
 # Loss values at which the weighting function is drawn: cross-entropy of a
 # confident mistake on 10-100 classes lies in this range.
@@ -163,8 +170,28 @@ class EpochVariable(keras.callbacks.Callback):
         self.variable.assign(epoch)
 
 
+class DamagedBackupError(Exception):
+    """A backup that cannot be read; the message says which file and what
+    to do (one line)."""
+
+
+# The backup's weights: one file per epoch, named in its metadata.
+_BACKUP_WEIGHTS = "epoch{epoch}.weights.h5"
+
+
 class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that never backs up an epoch whose loss is not finite.
+    """BackupAndRestore that never backs up an epoch whose loss is not finite,
+    and whose backup a kill at any moment leaves whole.
+
+    Keras's callback writes its weights file in place, then its metadata: a
+    kill or a full disk during the write leaves a truncated file that the
+    next run fails to read (an h5py traceback), or new weights with the old
+    epoch. Here each epoch's weights go to a staging file, renamed to a file
+    of that epoch's name once complete; then the metadata, which names that
+    file, is replaced atomically; then the previous epoch's file goes. So
+    the metadata always names a whole file, of its own epoch. A backup that
+    still cannot be read (damaged on disk, or written by hand) is refused in
+    one line (`DamagedBackupError`), and nothing is deleted.
 
     `TerminateOnNaN` stops a run mid-epoch, but Keras still ends the epoch;
     the stock callback would then overwrite the last good backup with NaNs.
@@ -183,8 +210,42 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir, writes_backup=True, **kwargs):
+        if kwargs.get("double_checkpoint"):
+            raise ValueError("FiniteBackupAndRestore keeps its backup whole "
+                             "without double_checkpoint.")
         super().__init__(backup_dir, **kwargs)
         self.writes_backup = writes_backup
+
+    def on_train_begin(self, logs=None):
+        if self.writes_backup and os.path.isdir(self.backup_dir):
+            # What a writer killed mid-save left: never named by metadata.
+            for staging in glob.glob(os.path.join(self.backup_dir,
+                                                  ".*.partial-*")):
+                os.remove(staging)
+        path = self._training_metadata_path
+        if not os.path.exists(path):
+            return  # No complete backup: a new run.
+        weights = path
+        try:
+            with open(path) as file:
+                metadata = json.load(file)
+            # Keras's own callback (and this one before 2026-12-07) wrote
+            # latest.weights.h5 without naming it.
+            weights = os.path.join(self.backup_dir, metadata.get(
+                "weights", "latest.weights.h5"))
+            epoch = int(metadata["epoch"])
+            if not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(weights)
+        except Exception as error:  # noqa: BLE001 - h5py, json, Keras.
+            reason = str(error).splitlines()[0] if str(error) else \
+                type(error).__name__
+            raise DamagedBackupError(
+                f"The backup {weights} cannot be read ({reason}): it was "
+                "cut short or changed outside this program. Rerun with "
+                "--overwrite to start this run afresh, or move "
+                f"{self.backup_dir} away to keep it.") from error
+        keras_compat.set_initial_epoch(self.model, epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
@@ -194,8 +255,29 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     # A private Keras method: keras_compat.BACKUP_AND_RESTORE_SAVE_MODEL.
     def _save_model(self):
-        if self.writes_backup:
-            super()._save_model()
+        if not self.writes_backup:
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = _BACKUP_WEIGHTS.format(epoch=self._current_epoch)
+        target = os.path.join(self.backup_dir, name)
+        # save_weights needs the .weights.h5 ending; the staging prefix is
+        # files.staging_files' (what a killed writer leaves is found).
+        staging = os.path.join(
+            self.backup_dir,
+            f".{name}.partial-{secrets.token_hex(4)}.weights.h5")
+        try:
+            self.model.save_weights(staging)
+            os.replace(staging, target)
+        finally:
+            if os.path.exists(staging):
+                os.remove(staging)
+        files.write_json(self._training_metadata_path, {
+            "epoch": self._current_epoch, "batch": self._last_batch_seen,
+            "weights": name})
+        for other in glob.glob(os.path.join(self.backup_dir,
+                                            "*.weights.h5")):
+            if os.path.basename(other) != name:
+                os.remove(other)
 
     def on_train_end(self, logs=None):
         if self.writes_backup:

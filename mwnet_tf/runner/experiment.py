@@ -34,7 +34,9 @@ def prepare_data(config, epoch=None, **overrides):
         batch_size=config.batch_size,
         meta_batch_size=config.meta_batch_size,
         cache_dir=config.cache_dir, train_subset=config.train_subset,
-        download=config.download, epoch=epoch)
+        download=config.download, epoch=epoch,
+        meta_source=config.meta_source,
+        pseudo_clean_per_class=config.pseudo_clean_per_class)
     arguments.update(overrides)
     return data_lib.prepare(config.dataset, **arguments)
 
@@ -80,12 +82,15 @@ def check_loaded_weighting_net(config, weighting_net):
     return weighting_net
 
 
-def build_model(config, num_classes, image_shape, label_counts=None):
+def build_model(config, num_classes, image_shape, label_counts=None,
+                keep_average=False):
     """The run's `MetaWeightNet`: a zoo classifier and V (new or loaded).
 
     `label_counts` (the training labels per class, as given) decide the
     task families of a class-aware V (`--vnet=class_aware`); a loaded V
-    keeps the families it was trained with.
+    keeps the families it was trained with. `keep_average`: keep the EMA
+    classifier even without label correction (a pseudo-clean meta set is
+    chosen with it).
     """
     model_kwargs = {"input_shape": tuple(image_shape), "seed": config.seed}
     if config.synchronized_batch_norm:
@@ -118,4 +123,7 @@ def build_model(config, num_classes, image_shape, label_counts=None):
         meta_interval=config.meta_interval,
         meta_warmup_steps=config.meta_warmup_steps,
         meta_scope=parse_meta_scope(config.meta_scope),
-        real_step_weights=config.real_step_weights)
+        real_step_weights=config.real_step_weights,
+        label_correction=config.label_correction,
+        ema_decay=(config.ema_decay
+                   if config.label_correction or keep_average else None))

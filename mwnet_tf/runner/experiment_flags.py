@@ -8,7 +8,7 @@ are checked by `main.py` before any expensive work).
 from absl import flags
 
 import zoo
-from mwnet_tf.data import DATASETS, NOISE_TYPES
+from mwnet_tf.data import DATASETS, META_SOURCES, NOISE_TYPES
 from mwnet_tf.distribute import STRATEGIES
 from mwnet_tf.layer_scope import parse_meta_scope
 from mwnet_tf.runner.run_config import DEFAULTS
@@ -22,15 +22,15 @@ from mwnet_tf.meta_gradient import LOOKAHEADS, WEIGHT_NORMALIZATIONS
 FLAG_GROUPS = (
     ("Experiment and data", (
         "dataset", "data_path", "data_dir", "cache_dir", "download",
-        "train_subset", "meta_per_class", "batch_size", "meta_batch_size",
-        "seed")),
+        "train_subset", "meta_source", "meta_per_class",
+        "pseudo_clean_per_class", "batch_size", "meta_batch_size", "seed")),
     ("Noise and imbalance", ("noise", "noise_rate", "imbalance_factor")),
     ("Model", ("model", "dropout_rate", "pretrained_weights")),
     ("Method and meta-learning", (
         "method", "lookahead", "weight_normalization", "meta_interval",
         "meta_warmup_steps", "meta_scope", "real_step_weights", "vnet",
         "vnet_families",
-        "vnet_hidden", "weighting_net")),
+        "vnet_hidden", "weighting_net", "label_correction", "ema_decay")),
     ("Optimisation", (
         "epochs", "lr", "lr_decay_epochs", "lr_decay", "momentum", "nesterov",
         "weight_decay", "meta_lr", "meta_weight_decay")),
@@ -114,6 +114,22 @@ def define_flags():
                          "Clean meta examples per "
                          "class (default: 1000 in all, or the trusted split).",
                          lower_bound=1)
+    flags.DEFINE_enum("meta_source", DEFAULTS.meta_source, list(META_SOURCES),
+                      "Where the meta set comes from: trusted (an image "
+                      "folder's meta/, Clothing1M's clean set), clean_draw "
+                      "(drawn from the training split before synthetic "
+                      "noise is added), pseudo_clean (no trusted label: the "
+                      "k lowest-loss examples per class under the averaged "
+                      "model, chosen each epoch after --meta_warmup_steps), "
+                      "given_draw (drawn with the labels as given, which "
+                      "may be wrong). auto: trusted if there is such a "
+                      "split, else clean_draw where the labels are known to "
+                      "be clean (synthetic noise, CIFAR), else "
+                      "pseudo_clean.")
+    flags.DEFINE_integer("pseudo_clean_per_class",
+                         DEFAULTS.pseudo_clean_per_class,
+                         "k: examples per given class of the pseudo-clean "
+                         "meta set (CMW-Net-SL: 10).", lower_bound=1)
     flags.DEFINE_integer("train_subset", DEFAULTS.train_subset,
                          "Use only this many training "
                          "examples (reduced protocols, smoke tests).",
@@ -187,6 +203,18 @@ def define_flags():
                         "(a run's weighting_net.keras): --method=fixed trains "
                         "with its weights, frozen, at the cost of CE; "
                         "--method=mwnet meta-learns on from it.")
+    flags.DEFINE_bool("label_correction", DEFAULTS.label_correction,
+                      "Soft label correction (CMW-Net-SL): each example's "
+                      "loss is v CE(f(x), y) + (1 - v) CE(f(x), p), v V's "
+                      "weight and p the averaged model's prediction, so a "
+                      "label V distrusts is replaced by the model's belief "
+                      "instead of only down-weighted; plain CE during "
+                      "--meta_warmup_steps. mwnet or fixed.")
+    flags.DEFINE_float("ema_decay", DEFAULTS.ema_decay,
+                       "Decay per step of the averaged (EMA) classifier "
+                       "that --label_correction trusts and --meta_source="
+                       "pseudo_clean chooses with.", lower_bound=0.0,
+                       upper_bound=1.0)
     flags.DEFINE_bool("audit", DEFAULTS.audit,
                       "After training with V (mwnet, fixed), "
                       "audit the training labels: audit.csv (lowest weight "
@@ -242,6 +270,17 @@ def define_flags():
         f["dataset"], f["noise"]))
     _library_rule(["real_step_weights", "method", "meta_scope"],
                   _check_real_step_weights)
+    _library_rule(["label_correction", "ema_decay", "method"],
+                  lambda f: arguments.check_label_correction(
+                      f["label_correction"], f["ema_decay"], f["method"]))
+    _library_rule(["meta_source", "dataset", "noise"],
+                  lambda f: data_lib.resolve_meta_source(
+                      f["meta_source"], f["dataset"], f["noise"],
+                      True if f["dataset"] == "clothing1m" else
+                      False if f["dataset"] in ("cifar10", "cifar100")
+                      else None))
+    _library_rule(["meta_source", "method", "meta_warmup_steps", "dataset",
+                   "noise"], _check_pseudo_clean_warmup)
     _library_rule(["method", "weighting_net"],
                   lambda f: arguments.check_weighting_net_given(
                       f["method"], f["weighting_net"]))
@@ -257,6 +296,13 @@ def define_flags():
         lambda f: arguments.check_steps_per_execution(
             f["method"], f["meta_interval"], f["meta_warmup_steps"],
             f["steps_per_execution"], 1 if f["distribute"] == "none" else 2))
+    _library_rule(
+        ["label_correction", "meta_warmup_steps", "steps_per_execution",
+         "distribute", "method"],
+        lambda f: arguments.check_steps_per_execution(
+            f["method"], 1, f["meta_warmup_steps"],
+            f["steps_per_execution"], 1 if f["distribute"] == "none" else 2,
+            f["label_correction"]))
     flags.register_multi_flags_validator(
         ["model", "pretrained_weights"],
         lambda f: f["pretrained_weights"] is None or f["model"] == "resnet50",
@@ -266,6 +312,23 @@ def define_flags():
         lambda f: f["dropout_rate"] is None or f["model"].startswith(("wrn",
                                                                      "wide")),
         message="--dropout_rate is for Wide ResNets (--model=wrn28_10, ...).")
+
+
+def _check_pseudo_clean_warmup(f):
+    """A pseudo-clean meta set is chosen by a model trained for a while:
+    MW-Net's meta steps must wait for it (--meta_warmup_steps)."""
+    source = f["meta_source"]
+    if source == "auto":
+        source = data_lib.resolve_meta_source(
+            "auto", f["dataset"], f["noise"],
+            False if f["dataset"] in ("cifar10", "cifar100") else None)
+    if (source == "pseudo_clean" and f["method"] == "mwnet"
+            and f["meta_warmup_steps"] == 0):
+        raise ValueError(
+            "a pseudo-clean meta set is chosen by the model after its "
+            "warm-up, so --meta_warmup_steps must be at least one epoch "
+            "of steps (flags/own_data.cfg sets it); or give a trusted "
+            "meta set.")
 
 
 def _library_rule(names, check, renamed=None):

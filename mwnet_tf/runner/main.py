@@ -32,6 +32,7 @@ from mwnet_tf.runner import experiment  # noqa: E402
 from mwnet_tf.runner import experiment_flags  # noqa: E402
 from mwnet_tf.audit import label_audit  # noqa: E402
 from mwnet_tf import precision  # noqa: E402
+from mwnet_tf import pseudo_clean  # noqa: E402
 from mwnet_tf import files  # noqa: E402
 from mwnet_tf.runner import run_lock  # noqa: E402
 from mwnet_tf.runner.run_config import RunConfig  # noqa: E402
@@ -39,7 +40,8 @@ from mwnet_tf.runner.run_config import RunConfig  # noqa: E402
 FLAGS = flags.FLAGS
 # What the runner writes into a work directory; --overwrite removes these only.
 _OUTPUTS = ("config.json", "backup", "tensorboard", "history.csv",
-            "results.json", "classifier.keras", "weighting_net.keras",
+            "results.json", "classifier.keras", "averaged_classifier.keras",
+            "weighting_net.keras",
             "weighting_function.png") + label_audit.OUTPUTS
 
 
@@ -277,13 +279,30 @@ def _train_and_report(workdir, config, resuming, hold):
                  "classes; realised noise rate %s", data.num_train,
                  data.steps_per_epoch, data.num_meta, data.num_test,
                  data.num_classes, data.statistics.get("realised_noise_rate"))
+    logging.info("Meta set (%s): %s", data.meta_source,
+                 data.statistics["meta_origin"])
+    chooses_meta_set = (data.meta_source == "pseudo_clean"
+                        and config.method in ("mwnet", "l2rw"))
+    if chooses_meta_set and config.meta_warmup_steps < data.steps_per_epoch:
+        raise ExperimentError(
+            "a pseudo-clean meta set is chosen by the model after its "
+            f"warm-up: --meta_warmup_steps={config.meta_warmup_steps} is "
+            f"less than one epoch ({data.steps_per_epoch} steps); raise it "
+            "(flags/own_data.cfg: 5 epochs) or give a trusted meta set.")
+    if data.meta_source == "given_draw":
+        logging.warning(
+            "The meta set's labels are as given and may be wrong; V learns "
+            "from them as if they were right (with many wrong labels it "
+            "learns to weigh them up). Prefer --meta_source=pseudo_clean "
+            "or a trusted meta/ folder.")
 
     # ## Model
     with strategy.scope():
         try:
             model = experiment.build_model(
                 config, data.num_classes, data.image_shape,
-                label_counts=data.statistics["train_counts_noisy"])
+                label_counts=data.statistics["train_counts_noisy"],
+                keep_average=chooses_meta_set)
         except (ValueError, FileNotFoundError, RuntimeError) as error:
             raise ExperimentError(str(error)) from error
         if getattr(model.weighting_net, "class_aware", False):
@@ -305,8 +324,16 @@ def _train_and_report(workdir, config, resuming, hold):
     learned_weights = config.method in label_audit.METHODS
     # Order matters: callbacks that add to the epoch logs come before those
     # that record them.
-    callbacks = [
-        callbacks_lib.EpochVariable(epoch),
+    callbacks = [callbacks_lib.EpochVariable(epoch)]
+    if chooses_meta_set:
+        # Before the timer (its pass over the training set is part of the
+        # epoch's cost) and the meta-set evaluation (which reads the choice).
+        callbacks.append(pseudo_clean.PseudoCleanSelection(
+            data.train_eval, data.train_examples.labels,
+            config.pseudo_clean_per_class, data.meta_selection,
+            first_epoch=config.meta_warmup_steps // data.steps_per_epoch,
+            clean_labels=data.train_examples.clean_labels))
+    callbacks += [
         callbacks_lib.EpochTimer(),
         callbacks_lib.MetaSetEvaluation(data.meta_eval),
         keras.callbacks.TerminateOnNaN(),
@@ -334,11 +361,14 @@ def _train_and_report(workdir, config, resuming, hold):
                      "global batch", replicas, replicas)
     else:
         train_input = data.training_input()
-    fit_logs = model.fit(
-        train_input, epochs=config.epochs, validation_data=data.test,
-        validation_freq=test_epochs(config.epochs, config.test_every),
-        callbacks=callbacks, verbose=verbose if chief else 0,
-        shuffle=False).history  # The pipeline shuffles, seeded per epoch.
+    try:
+        fit_logs = model.fit(
+            train_input, epochs=config.epochs, validation_data=data.test,
+            validation_freq=test_epochs(config.epochs, config.test_every),
+            callbacks=callbacks, verbose=verbose if chief else 0,
+            shuffle=False).history  # The pipeline shuffles, seeded per epoch.
+    except callbacks_lib.DamagedBackupError as error:
+        raise ExperimentError(str(error)) from error
     # The last epoch is always tested, at the final weights; only a resumed
     # run that had no epoch left to train evaluates again (every worker, its
     # share of the test set, in one collective: all workers decide alike).
@@ -366,6 +396,12 @@ def _train_and_report(workdir, config, resuming, hold):
     results_path = os.path.join(workdir, "results.json")
     files.write_json(results_path, results)
     model.classifier.save(os.path.join(workdir, "classifier.keras"))
+    averaged = None
+    if model.ema_decay is not None:
+        # The model label correction trusted and the pseudo-clean set was
+        # chosen with: the audit's suggested labels are its predictions.
+        averaged = model.averaged_classifier()
+        averaged.save(os.path.join(workdir, "averaged_classifier.keras"))
     if learned_weights:
         # V only where it was learned (mwnet) or given (fixed): a ce or l2rw
         # run's V is its random initialisation.
@@ -377,7 +413,8 @@ def _train_and_report(workdir, config, resuming, hold):
         try:
             results["label_audit"] = label_audit.run_audit(
                 workdir, model.classifier, model.weighting_net, data,
-                verbose=1 if verbose == "auto" else verbose)
+                verbose=1 if verbose == "auto" else verbose,
+                averaged_classifier=averaged)
         except Exception as error:  # The run's results stay; say why.
             reason = _one_line(error)
             logging.debug("The label audit's traceback:", exc_info=True)

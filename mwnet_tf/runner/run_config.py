@@ -40,6 +40,8 @@ class RunConfig:
     download: bool = True
     train_subset: Optional[int] = None
     meta_per_class: Optional[int] = None
+    meta_source: str = "auto"
+    pseudo_clean_per_class: int = 10
     batch_size: int = 100
     meta_batch_size: int = 100
     seed: int = 1
@@ -63,6 +65,8 @@ class RunConfig:
     vnet_families: int = 3
     vnet_hidden: Tuple[int, ...] = (100,)
     weighting_net: Optional[str] = None
+    label_correction: bool = False
+    ema_decay: float = 0.997
     # Optimisation.
     epochs: int = 120
     lr: float = 0.1

@@ -15,7 +15,7 @@ def clean_labels():
     return np.random.default_rng(0).integers(0, K, size=N)
 
 
-@pytest.mark.parametrize("noise", noise_lib.NOISE_TYPES)
+@pytest.mark.parametrize("noise", noise_lib.MATRIX_NOISE_TYPES)
 def test_empirical_transition_matches_definition(noise, clean_labels):
     matrix = noise_lib.noise_transition_matrix(K, noise, P, seed=3)
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
@@ -161,3 +161,73 @@ def test_bad_arguments(args, match):
 def test_labels_out_of_range():
     with pytest.raises(ValueError, match=r"Labels must lie in \[0, 3\)"):
         noise_lib.corrupt_labels([0, 3], 3, "uniform", 0.1, seed=0)
+
+
+def _instance_probabilities(images, labels, k, rate, seed):
+    """Each example's distribution of noisy labels, from the definition
+    (Xia et al. 2020), with the generator's own streams."""
+    rate_rng, projection_rng, _ = np.random.default_rng(seed).spawn(3)
+    flip = noise_lib._truncated_normal(rate_rng, rate,
+                                       noise_lib.INSTANCE_RATE_STD,
+                                       len(labels))
+    features = images.reshape(len(labels), -1).astype(np.float32) / 255.0
+    projection = projection_rng.standard_normal(
+        (k, features.shape[1], k), dtype=np.float32)
+    rows = []
+    for i, y in enumerate(labels):
+        scores = (features[i] @ projection[y]).astype(np.float64)
+        scores[y] = -np.inf
+        wrong = np.exp(scores - scores.max())
+        wrong /= wrong.sum()
+        row = flip[i] * wrong
+        row[y] += 1 - flip[i]
+        rows.append(row)
+    return np.array(rows), flip
+
+
+def test_instance_noise_follows_each_images_distribution():
+    k, n, rate = 4, 60, 0.4
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, size=(n, 3, 3, 3), dtype=np.uint8)
+    labels = rng.integers(0, k, size=n)
+    probabilities, flip = _instance_probabilities(images, labels, k, rate, 7)
+    # The flip rates: truncated to [0, 1], centred on the rate.
+    assert flip.min() >= 0 and flip.max() <= 1
+    assert abs(flip.mean() - rate) < 0.05
+    # Repeat every image many times under one seed: the draws per image
+    # must follow that image's row (the same image and label give the same
+    # row only through W, which the seed fixes: compare per copy instead).
+    copies = 400
+    many_images = np.repeat(images, copies, axis=0)
+    many_labels = np.repeat(labels, copies)
+    noisy = noise_lib.corrupt_labels(many_labels, k, "instance", rate, 7,
+                                     images=many_images)
+    # Rows of the repeated set from its own definition (flip rates differ
+    # per copy, W is the same): average them per image.
+    rows, _ = _instance_probabilities(many_images, many_labels, k, rate, 7)
+    expected = rows.reshape(n, copies, k).mean(axis=1)
+    observed = np.stack([np.bincount(noisy[i * copies:(i + 1) * copies],
+                                     minlength=k) / copies for i in range(n)])
+    standard_error = np.sqrt(expected * (1 - expected) / copies)
+    assert np.all(np.abs(observed - expected) <= 5 * standard_error + 1e-9)
+    # The wrong class depends on the image: with one label, two images
+    # prefer different wrong classes somewhere.
+    preferred = np.argmax(np.where(np.eye(k, dtype=bool)[labels], -1,
+                                   probabilities), axis=1)
+    assert len({(y, c) for y, c in zip(labels, preferred)}) > k
+    # Same seed, same labels; another seed, others.
+    again = noise_lib.corrupt_labels(many_labels, k, "instance", rate, 7,
+                                     images=many_images)
+    np.testing.assert_array_equal(noisy, again)
+    other = noise_lib.corrupt_labels(many_labels, k, "instance", rate, 8,
+                                     images=many_images)
+    assert (other != noisy).any()
+    realised = noise_lib.label_noise_statistics(many_labels, noisy, k)
+    assert abs(realised["realised_noise_rate"] - rate) < 0.05
+
+
+def test_instance_noise_needs_images_and_has_no_matrix():
+    with pytest.raises(ValueError, match="pass images="):
+        noise_lib.corrupt_labels(np.zeros(4, int), K, "instance", P, 1)
+    with pytest.raises(ValueError, match="no class-level transition matrix"):
+        noise_lib.noise_transition_matrix(K, "instance", P, 1)

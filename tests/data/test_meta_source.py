@@ -1,0 +1,154 @@
+"""Where the meta set comes from: trusted, clean draw, given draw, and the
+pseudo-clean set the model chooses (mwnet_tf.pseudo_clean)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from data_fakes import make_folder
+
+import mwnet_tf
+from mwnet_tf import data as data_lib
+from mwnet_tf import pseudo_clean
+from mwnet_tf.data import preparation
+
+
+def _folder(root, cache_dir, **kwargs):
+    args = dict(path=root, cache_dir=cache_dir, meta_per_class=2,
+                noise="uniform", noise_rate=0.6, batch_size=5,
+                meta_batch_size=3, seed=0)
+    args.update(kwargs)
+    return data_lib.prepare("folder", **args)
+
+
+@pytest.mark.parametrize("dataset,noise,trusted,expected", [
+    ("folder", "none", True, "trusted"),
+    ("folder", "uniform", True, "trusted"),
+    ("folder", "uniform", False, "clean_draw"),
+    ("folder", "instance", False, "clean_draw"),
+    ("folder", "none", False, "pseudo_clean"),
+    ("cifar10", "none", False, "clean_draw"),
+    ("clothing1m", "none", True, "trusted"),
+])
+def test_auto_names_what_the_labels_are(dataset, noise, trusted, expected):
+    assert preparation.resolve_meta_source("auto", dataset, noise,
+                                           trusted) == expected
+
+
+@pytest.mark.parametrize("source,trusted,noise,message", [
+    ("trusted", False, "uniform", "has no trusted split"),
+    ("clean_draw", False, "none", "labels are as given .* may be wrong"),
+    ("sideways", False, "none", "Unknown meta_source 'sideways'"),
+])
+def test_a_source_the_data_cannot_give_is_refused(source, trusted, noise,
+                                                   message):
+    with pytest.raises(ValueError, match=message):
+        preparation.resolve_meta_source(source, "folder", noise, trusted)
+
+
+def test_refused_before_loading(monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("prepare loaded data before checking arguments")
+
+    monkeypatch.setattr(preparation, "_load", no_loading)
+    with pytest.raises(ValueError, match="has no trusted split"):
+        data_lib.prepare("cifar10", meta_source="trusted")
+    with pytest.raises(ValueError, match="pseudo_clean_per_class|meta "
+                       "examples per class"):
+        data_lib.prepare("cifar10", meta_source="pseudo_clean",
+                         pseudo_clean_per_class=0)
+
+
+def test_given_draw_is_the_clean_draw_with_noisy_meta_labels(tiny_folder,
+                                                             cache_dir):
+    clean = _folder(tiny_folder, cache_dir, meta_source="clean_draw")
+    given = _folder(tiny_folder, cache_dir, meta_source="given_draw")
+    # The same training examples and labels.
+    np.testing.assert_array_equal(clean.train_examples.index,
+                                  given.train_examples.index)
+    np.testing.assert_array_equal(clean.train_examples.labels,
+                                  given.train_examples.labels)
+    clean_meta = np.concatenate([y.numpy() for _, y in clean.meta_eval])
+    given_meta = np.concatenate([y.numpy() for _, y in given.meta_eval])
+    # 6 meta labels at p = 0.6 over 3 classes: most changed.
+    assert (clean_meta != given_meta).sum() >= 2
+    assert given.statistics["meta_source"] == "given_draw"
+    assert "may be wrong" in given.statistics["meta_origin"]
+    assert clean.statistics["meta_origin"].startswith("clean")
+
+
+def test_pseudo_clean_meta_batches_come_from_the_selection(tmp_path,
+                                                          cache_dir):
+    root = make_folder(tmp_path / "own", ("a", "b", "c"),
+                       {"train": 8, "test": 2})
+    data = _folder(root, cache_dir, noise="none", meta_source="auto",
+                   pseudo_clean_per_class=2, meta_batch_size=6)
+    assert data.meta_source == "pseudo_clean"
+    assert data.num_train == 24  # Nothing held out: no trusted label.
+    assert data.num_meta == 6
+    assert "pseudo-clean" in data.statistics["meta_origin"]
+    assert "as given" in data.statistics["meta_origin"]
+    labels = data.train_examples.labels
+    np.testing.assert_array_equal(labels, np.repeat([0, 1, 2], 8))
+
+    def meta_labels():
+        eval_labels = np.concatenate([y.numpy() for _, y in data.meta_eval])
+        _, y_meta = next(iter(data.meta))
+        return eval_labels, y_meta.numpy()
+
+    # The initial draw: two of each given class.
+    for y in meta_labels():
+        np.testing.assert_array_equal(np.bincount(y, minlength=3), [2, 2, 2])
+    # A new selection (all of class 1) is what the pipelines read next.
+    data.meta_selection.assign(np.arange(8, 14))
+    for y in meta_labels():
+        np.testing.assert_array_equal(y, np.ones(6))
+    x_meta, _ = next(iter(data.meta))
+    assert x_meta.shape == (6, 8, 8, 3)
+
+
+def test_lowest_loss_per_class():
+    losses = np.array([0.5, 0.1, 0.9, 0.3, 0.2, 0.8, 0.05])
+    labels = np.array([0, 0, 0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(
+        pseudo_clean.lowest_loss_per_class(losses, labels, 2, 2),
+        [1, 3, 4, 6])
+    with pytest.raises(ValueError, match="needs 4 examples labelled 1"):
+        pseudo_clean.lowest_loss_per_class(losses, labels, 4, 2)
+
+
+def test_selection_callback_picks_the_averaged_models_lowest_losses():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4)).astype("float32")
+    labels = rng.integers(0, 3, 30)
+    clean = labels.copy()
+    clean[:5] = (labels[:5] + 1) % 3  # Five wrong labels.
+    inputs = keras.Input((4,))
+    classifier = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    model = mwnet_tf.MetaWeightNet(classifier, ema_decay=0.5)
+    model.compile()
+    # Move the classifier away from its average: the choice must follow
+    # the average.
+    for variable in classifier.trainable_variables:
+        variable.assign(variable.numpy() + rng.normal(
+            scale=3.0, size=variable.shape).astype("float32"))
+    selection = tf.Variable(np.zeros(6, np.int64))
+    dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(7)
+    callback = pseudo_clean.PseudoCleanSelection(
+        dataset, labels, 2, selection, first_epoch=1, clean_labels=clean)
+    callback.set_model(model)
+    callback.on_epoch_begin(0)
+    np.testing.assert_array_equal(selection.numpy(), np.zeros(6))
+    callback.on_epoch_begin(1)
+    losses = keras.losses.sparse_categorical_crossentropy(
+        labels, model.averaged_outputs(x), from_logits=True).numpy()
+    expected = pseudo_clean.lowest_loss_per_class(losses, labels, 2, 3)
+    np.testing.assert_array_equal(selection.numpy(), expected)
+    by_classifier = pseudo_clean.lowest_loss_per_class(
+        keras.losses.sparse_categorical_crossentropy(
+            labels, classifier(x), from_logits=True).numpy(), labels, 2, 3)
+    assert (by_classifier != expected).any()
+    logs = {}
+    callback.on_epoch_end(1, logs)
+    assert logs["meta_label_precision"] == pytest.approx(
+        np.mean(clean[expected] == labels[expected]))

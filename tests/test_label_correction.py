@@ -1,0 +1,211 @@
+"""Soft label correction (CMW-Net-SL) and the EMA classifier it trusts."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mwnet_tf
+from reference_math import FEATURES, NUM_CLASSES
+from reference_math import batches as _batches
+from reference_math import classifier as _classifier
+
+DECAY = 0.9  # Far from 1, so that a few steps move the average visibly.
+
+
+def _learned_weighting_net(seed=3):
+    net = mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=seed)
+    rng = np.random.default_rng(seed)
+    net.set_weights([rng.normal(scale=2.0, size=w.shape).astype("float32")
+                     for w in net.get_weights()])
+    return net
+
+
+def _model(method="mwnet", batch_norm=True, steps_per_execution=1,
+           **options):
+    net = (_learned_weighting_net() if method == "fixed"
+           else mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0))
+    model = mwnet_tf.MetaWeightNet(_classifier(batch_norm=batch_norm), net,
+                                   method=method, label_correction=True,
+                                   ema_decay=DECAY, **options)
+    model.compile(optimizer=keras.optimizers.SGD(0.3, momentum=0.9),
+                  weight_decay=0.0, steps_per_execution=steps_per_execution)
+    return model
+
+
+def _train(model, data, steps):
+    return model.fit(tf.data.Dataset.from_tensors(data).repeat(steps),
+                     epochs=1, verbose=0)
+
+
+def _max_difference(a, b):
+    return max(float(np.max(np.abs(x.numpy() - y.numpy())))
+               for x, y in zip(a.variables, b.variables))
+
+
+def test_fixed_v_corrected_step_is_cross_entropy_to_the_mixed_target():
+    """Each step descends mean CE(f(x), v onehot(y) + (1 - v) p), p the
+    softmax of the classifier at the EMA weights (inference mode), and the
+    EMA follows average <- d * average + (1 - d) * w after each step."""
+    x, y, x_meta, y_meta = _batches(31)
+    ours = _model(method="fixed")
+    plain = _classifier()
+    plain.compile(optimizer=keras.optimizers.SGD(0.3, momentum=0.9),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    plain.set_weights(ours.classifier.get_weights())
+    averaged = _classifier()  # The EMA, kept by hand.
+    averaged.set_weights(ours.classifier.get_weights())
+    for _ in range(3):
+        logits, _ = plain.stateless_call(
+            plain.trainable_variables,
+            [v.value for v in plain.non_trainable_variables], x, training=True)
+        losses = keras.losses.sparse_categorical_crossentropy(
+            y, logits, from_logits=True)
+        v = ours.weighting_net(losses).numpy()[:, None]
+        assert v.std() > 0.05
+        p = tf.nn.softmax(averaged(x, training=False)).numpy()
+        target = v * np.eye(NUM_CLASSES)[y] + (1 - v) * p
+        ours.train_on_batch(((x, y), (x_meta, y_meta)))
+        plain.train_on_batch(x, target)
+        for a, b in zip(ours.classifier.variables, plain.variables):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5,
+                                       atol=1e-6, err_msg=a.path)
+        averaged.set_weights([DECAY * a + (1 - DECAY) * w for a, w in zip(
+            averaged.get_weights(), plain.get_weights())])
+        np.testing.assert_allclose(
+            ours.averaged_outputs(x).numpy(),
+            averaged(x, training=False).numpy(), rtol=1e-5, atol=1e-6)
+    # The average is not the classifier: it lags behind it.
+    assert np.max(np.abs(ours.averaged_outputs(x).numpy()
+                         - ours.classifier(x, training=False).numpy())) > 1e-3
+    copy = ours.averaged_classifier()
+    np.testing.assert_allclose(copy(x, training=False).numpy(),
+                               averaged(x, training=False).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_warmup_steps_are_plain_cross_entropy():
+    """During meta_warmup_steps the soft target is the given label: the
+    step is CE's (CMW-Net-SL warms up with CE); afterwards it is not."""
+    x, y, x_meta, y_meta = _batches(32)
+    data = ((x, y), (x_meta, y_meta))
+    corrected = _model(meta_warmup_steps=2, meta_interval=2)
+    ce = mwnet_tf.MetaWeightNet(_classifier(), method="ce")
+    ce.compile(optimizer=keras.optimizers.SGD(0.3, momentum=0.9),
+               weight_decay=0.0)
+    _train(corrected, data, 2)
+    _train(ce, data, 2)
+    assert _max_difference(corrected.classifier, ce.classifier) < 1e-6
+    assert int(corrected.meta_optimizer.iterations) == 0
+    _train(corrected, data, 1)
+    _train(ce, data, 1)
+    assert _max_difference(corrected.classifier, ce.classifier) > 1e-4
+    assert int(corrected.meta_optimizer.iterations) == 1
+
+
+def test_correction_changes_the_meta_step():
+    x, y, x_meta, y_meta = _batches(33)
+    data = ((x, y), (x_meta, y_meta))
+    corrected = _model()
+    plain = mwnet_tf.MetaWeightNet(
+        _classifier(), mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0))
+    plain.compile(optimizer=keras.optimizers.SGD(0.3, momentum=0.9),
+                  weight_decay=0.0)
+    # Move the classifier away from its average first (same steps for both:
+    # the average's first steps only lag).
+    _train(corrected, data, 3)
+    _train(plain, data, 3)
+    assert _max_difference(corrected.weighting_net,
+                           plain.weighting_net) > 1e-6
+
+
+@pytest.mark.parametrize("real_step_weights", ["updated", "lookahead"])
+def test_two_replicas_match_one_device(real_step_weights,
+                                       two_replica_strategy):
+    x, y, x_meta, y_meta = _batches(34, n=16, n_meta=8)
+    data = ((x, y), (x_meta, y_meta))
+    options = dict(batch_norm=False, meta_interval=2, meta_warmup_steps=1,
+                   real_step_weights=real_step_weights)
+    single = _model(**options)
+    _train(single, data, 5)
+    in_graph = _model(steps_per_execution=5, **options)
+    assert not in_graph._kind_chosen_on_host()
+    _train(in_graph, data, 5)
+    with two_replica_strategy.scope():
+        mirrored = _model(**options)
+    _train(mirrored, data, 5)
+    assert int(mirrored.meta_optimizer.iterations.numpy()) == 2
+    assert _max_difference(single, in_graph) < 1e-5
+    assert _max_difference(single, mirrored) < 1e-5
+    np.testing.assert_allclose(mirrored.averaged_outputs(x).numpy(),
+                               single.averaged_outputs(x).numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_save_and_load_keep_the_average_and_the_options(tmp_path):
+    x, y, x_meta, y_meta = _batches(35)
+    model = _model()
+    _train(model, ((x, y), (x_meta, y_meta)), 3)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.label_correction and loaded.ema_decay == DECAY
+    np.testing.assert_allclose(loaded.averaged_outputs(x).numpy(),
+                               model.averaged_outputs(x).numpy(), rtol=1e-6)
+    # Resuming from the saved model trains as the original goes on.
+    _train(model, ((x, y), (x_meta, y_meta)), 2)
+    _train(loaded, ((x, y), (x_meta, y_meta)), 2)
+    assert _max_difference(model, loaded) < 1e-5
+
+
+def test_mixed_float16_corrected_step_matches_float32():
+    x, y, x_meta, y_meta = _batches(36)
+    updates = {}
+    previous = keras.config.dtype_policy()
+    for policy in ("float32", "mixed_float16"):
+        keras.config.set_dtype_policy(policy)
+        try:
+            inputs = keras.Input((FEATURES,))
+            hidden = keras.layers.Dense(
+                8, kernel_initializer=keras.initializers.GlorotUniform(0))(
+                    inputs)
+            hidden = keras.layers.Activation("tanh")(hidden)
+            outputs = keras.layers.Dense(
+                NUM_CLASSES, dtype="float32",
+                kernel_initializer=keras.initializers.GlorotUniform(1))(hidden)
+            model = mwnet_tf.MetaWeightNet(
+                keras.Model(inputs, outputs),
+                mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0),
+                label_correction=True, ema_decay=DECAY)
+            model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
+        finally:
+            keras.config.set_dtype_policy(previous)
+        # A classifier away from its average, the same in both.
+        rng = np.random.default_rng(2)
+        for variable in model.classifier.trainable_variables:
+            variable.assign(variable.numpy() + rng.normal(
+                scale=0.3, size=variable.shape).astype("float32"))
+        before = [v.numpy().copy() for v in model.classifier.variables]
+        model.train_on_batch(((x, y), (x_meta, y_meta)))
+        updates[policy] = [v.numpy() - b for v, b in
+                           zip(model.classifier.variables, before)]
+    largest = max(np.max(np.abs(u)) for u in updates["float32"])
+    assert largest > 0
+    for full, half in zip(updates["float32"], updates["mixed_float16"]):
+        np.testing.assert_allclose(half, full, rtol=0, atol=1e-2 * largest)
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(method="l2rw", label_correction=True), "needs method='mwnet'"),
+    (dict(method="ce", label_correction=True), "needs method='mwnet'"),
+    (dict(ema_decay=1.0), r"ema_decay must be a number in \(0, 1\)"),
+    (dict(label_correction="yes"), "label_correction must be True or False"),
+])
+def test_bad_correction_arguments_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        mwnet_tf.MetaWeightNet(_classifier(), **options)
+
+
+def test_no_average_is_refused_in_one_line():
+    model = mwnet_tf.MetaWeightNet(_classifier())
+    with pytest.raises(ValueError, match="build it with ema_decay="):
+        model.averaged_outputs(np.zeros((2, FEATURES), "float32"))
