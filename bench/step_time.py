@@ -8,8 +8,12 @@ For every model and policy (`--policies`, or the policies after a model's
 name, `wrn28_10:mixed_bfloat16`, separated by `+`) it times CE, `--methods`
 (default `fixed`: a frozen V, no meta step; `cmwnet`: MW-Net with CMW-Net's
 class-aware V, three task families; `reuse`: MW-Net whose real step on a
-meta step reuses the lookahead's gradient, `real_step_weights="lookahead"`),
-MW-Net with the exact lookahead
+meta step reuses the lookahead's gradient, `real_step_weights="lookahead"`;
+`reuse_sl`: `reuse` with soft label correction, `label_correction=True`,
+whose step adds a forward pass of the EMA classifier; `selection`: the
+pseudo-clean meta set's choice, one inference pass of the EMA classifier
+over the training set per epoch, timed per batch, which is its amortised
+cost per training step), MW-Net with the exact lookahead
 (`meta_scope="all"`) and each partial scope of `--scopes`: `head` (the
 logits layer) and `block` (the top residual block and everything above it:
 the last 5 layers with weights of ResNet-32, the last 6 of WRN-28-10, as in
@@ -102,6 +106,8 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup,
 
     element = (batch(), batch())
     dataset = tf.data.Dataset.from_tensors(element).repeat()
+    if method == "selection":
+        return measure_selection(model_name, batch(), steps, warmup, policy)
     # `fixed` needs a V; an untrained one costs what a learned one does.
     weighting_net = mwnet_tf.WeightingNet() if method == "fixed" else None
     if method == "cmwnet":
@@ -109,10 +115,13 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup,
             class_families=[label % 3 for label in range(10)])
     model = mwnet_tf.MetaWeightNet(
         zoo.build(model_name, 10), weighting_net,
-        method="mwnet" if method in ("cmwnet", "reuse") else method,
+        method=("mwnet" if method in ("cmwnet", "reuse", "reuse_sl")
+                else method),
         meta_scope=meta_scope_of(scope, model_name),
         meta_interval=meta_interval,
-        real_step_weights="lookahead" if method == "reuse" else "updated")
+        real_step_weights=("lookahead" if method in ("reuse", "reuse_sl")
+                           else "updated"),
+        label_correction=method == "reuse_sl")
     model.compile()
     statistic = "median"
     if meta_interval > 1:
@@ -122,6 +131,38 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup,
             "meta_interval": meta_interval,
             "step_s": median_step_seconds(model, dataset, steps, warmup,
                                             statistic),
+            "peak_rss_mib": resource.getrusage(
+                resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def measure_selection(model_name, batch, steps, warmup, policy):
+    """Seconds per batch of the pseudo-clean choice's pass over the
+    training set (`PseudoCleanSelection.losses`): the mean of `steps`
+    batches after `warmup`."""
+    import tensorflow as tf
+
+    import mwnet_tf
+    import zoo
+    from mwnet_tf import pseudo_clean
+
+    x, y = batch
+    model = mwnet_tf.MetaWeightNet(zoo.build(model_name, 10),
+                                   ema_decay=0.997)
+    model.compile()
+    selection = tf.Variable(tf.zeros([10], tf.int64))
+
+    def batches(count):
+        return tf.data.Dataset.from_tensors((x, y)).repeat(count)
+
+    choice = pseudo_clean.PseudoCleanSelection(batches(steps), y, 1,
+                                               selection, first_epoch=0)
+    choice.set_model(model)
+    choice.losses(batches(warmup))  # Traces.
+    start = time.perf_counter()
+    choice.losses()
+    seconds = (time.perf_counter() - start) / steps
+    return {"method": "selection", "scope": "all", "policy": policy,
+            "meta_interval": 1, "step_s": seconds,
             "peak_rss_mib": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -180,7 +221,7 @@ def main():
                    if scope] + [(method, "all", 1) for method in
                                 args.methods.split(",") if method] + [
                    (method, "all", k) for k in intervals
-                   for method in ("mwnet", "cmwnet", "reuse")
+                   for method in ("mwnet", "cmwnet", "reuse", "reuse_sl")
                    if method == "mwnet" or method in args.methods.split(",")]]
     # Round-robin repeats: a slow spell of the shared machine then hits one
     # repeat of every configuration, not every repeat of one.
@@ -218,10 +259,10 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (model, policy, method, scope, interval), result in results.items():
         ce = results[model, policy, "ce", "all", 1]
-        scope_name = "-" if method in ("ce", "fixed") else (
+        scope_name = "-" if method in ("ce", "fixed", "selection") else (
             f"{scope} ({TOP_BLOCK[model]} layers)" if scope == "block"
             else scope)
-        every = ("-" if method in ("ce", "fixed") else
+        every = ("-" if method in ("ce", "fixed", "selection") else
                  f"{interval} (mean)" if interval > 1 else "1")
         print(f"| {model} | {policy} | {method} | {scope_name} | {every} | "
               f"{result['steps']} | {result['step_s']:.3f} | "

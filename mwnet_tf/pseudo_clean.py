@@ -101,8 +101,9 @@ class PseudoCleanSelection(keras.callbacks.Callback):
         self.precision = None
         self._score = None
 
-    def losses(self):
-        """Every example's loss under the EMA classifier, in order."""
+    def losses(self, dataset=None):
+        """Every example's loss under the EMA classifier, in order (of
+        `dataset`'s `(x, label)` batches; default the training set)."""
         if self._score is None:
             model = self.model
 
@@ -112,8 +113,8 @@ class PseudoCleanSelection(keras.callbacks.Callback):
                 return mg.cross_entropy(y, outputs,
                                         from_logits=model.from_logits)
             self._score = score
-        return np.concatenate([self._score(x, y).numpy()
-                               for x, y in self.dataset])
+        return np.concatenate([self._score(x, y).numpy() for x, y in (
+            self.dataset if dataset is None else dataset)])
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch < self.first_epoch:

@@ -332,16 +332,17 @@ def test_ratio_bounds_hold_the_ratio_of_the_unrounded_values():
 @pytest.mark.slow
 def test_step_time_table(tmp_path):
     output = _run("step_time.py", "--models=resnet8", "--policies=float32",
-                  "--scopes=block", "--methods=fixed,reuse", "--intervals=2",
-                  *TINY_TIMING)
+                  "--scopes=block", "--methods=fixed,reuse,reuse_sl,selection",
+                  "--intervals=2", *TINY_TIMING)
 
     table = _markdown_table(output, "model |")
     assert [(row["method"], row["meta_scope"], row["meta step every"])
             for row in table] == [
         ("ce", "-", "-"), ("mwnet", "all", "1"),
         ("mwnet", "block (5 layers)", "1"), ("fixed", "-", "-"),
-        ("reuse", "all", "1"), ("mwnet", "all", "2 (mean)"),
-        ("reuse", "all", "2 (mean)")]
+        ("reuse", "all", "1"), ("reuse_sl", "all", "1"),
+        ("selection", "-", "-"), ("mwnet", "all", "2 (mean)"),
+        ("reuse", "all", "2 (mean)"), ("reuse_sl", "all", "2 (mean)")]
     for row in table:
         # The amortised row times whole intervals: 1 step rounds up to 2.
         steps = "2 x 1" if row["meta step every"] == "2 (mean)" else "1 x 1"
