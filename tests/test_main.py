@@ -90,6 +90,8 @@ def _run(args):
 # Flagfiles that are not experiments: the shared base, and options added
 # after an experiment's flagfile.
 OPTION_FLAGFILES = ("base", "fast")
+# Flagfiles of a user's own data: the command adds --data_path.
+USER_DATA_FLAGFILES = ("own_data",)
 
 
 @pytest.mark.parametrize("path", FLAGFILES, ids=os.path.basename)
@@ -102,10 +104,66 @@ def test_every_flagfile_parses_and_validates(path):
     assert lines[0] == f"## python -m mwnet_tf.main --flagfile=flags/{name}.cfg" \
         or lines[0].startswith(f"## python -m mwnet_tf.main "
                                f"--flagfile=flags/{name}.cfg ")
+    # Flagfiles for the user's own data take the data's path from them.
+    given = ["--data_path=my_images"] if name in USER_DATA_FLAGFILES else []
     with flagsaver.flagsaver():
-        _parse([f"--flagfile={path}"])
+        _parse([f"--flagfile={path}", *given])
         assert FLAGS.workdir == f"runs/{name}"
         assert FLAGS.method == "mwnet"
+
+
+def test_own_data_flagfile_is_pseudo_clean_corrected_and_fast():
+    with flagsaver.flagsaver():
+        _parse(["--flagfile=flags/own_data.cfg", "--data_path=my_images"])
+        assert (FLAGS.dataset, FLAGS.noise, FLAGS.meta_source) == (
+            "folder", "none", "pseudo_clean")
+        assert FLAGS.label_correction and FLAGS.meta_warmup_steps > 0
+        assert (FLAGS.meta_interval, FLAGS.meta_lr,
+                FLAGS.real_step_weights) == (8, 0.003, "lookahead")
+
+
+@pytest.mark.slow
+def test_pseudo_clean_corrected_run_chooses_corrects_and_suggests(
+        image_tree, tmp_path):
+    workdir = tmp_path / "run"
+    results = _run(_tiny_args(
+        workdir, image_tree, tmp_path / "cache", "--noise=uniform",
+        "--noise_rate=0.4", "--meta_source=pseudo_clean",
+        "--pseudo_clean_per_class=2", "--label_correction",
+        "--meta_warmup_steps=5", "--meta_interval=2",
+        "--real_step_weights=lookahead", "--epochs=3"))
+    data = results["data"]
+    assert data["meta_source"] == "pseudo_clean"
+    assert "lowest loss under the averaged model" in data["meta_origin"]
+    assert np.isfinite(results["final_test_loss"])
+    history = callbacks_lib.read_history(workdir / "history.csv")
+    # Chosen from epoch 1 on (5 steps of warm-up, 5 steps an epoch): the
+    # share of the chosen labels that are right is logged.
+    assert np.isnan(history[0]["meta_label_precision"])
+    assert 0.0 <= history[1]["meta_label_precision"] <= 1.0
+    assert (workdir / "averaged_classifier.keras").exists()
+    audit = results["label_audit"]
+    assert audit["suggested_by"] == "averaged classifier"
+    suggestions = audit["detection"]["suggestions"]
+    assert suggestions["flagged"] == audit["detection"]["flagged"]
+    with open(workdir / "relabel.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == audit["suspects"]
+    assert all(row["given_label"] != row["suggested_label"] for row in rows)
+    with flagsaver.flagsaver():
+        _parse(["--workdir=unused"])
+        config = main_lib.RunConfig.from_dict(json.load(
+            open(workdir / "config.json")))
+    assert config.label_correction and config.meta_source == "pseudo_clean"
+
+
+def test_pseudo_clean_warmup_shorter_than_an_epoch_is_refused(image_tree,
+                                                              tmp_path):
+    with pytest.raises(main_lib.ExperimentError,
+                       match="less than one epoch"):
+        _run(_tiny_args(tmp_path / "run", image_tree, tmp_path / "cache",
+                        "--noise=none", "--meta_warmup_steps=2"))
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -208,8 +266,15 @@ def _started_until(command, env, line_start):
     return process
 
 
+# mwnet_sl: a pseudo-clean meta set chosen at epoch 1's start (24 steps an
+# epoch) and label correction: the averaged classifier and the choice come
+# back from the backup too.
+PSEUDO_CLEAN_SL = ("--meta_source=pseudo_clean", "--label_correction",
+                   "--meta_warmup_steps=24", "--pseudo_clean_per_class=2")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["mwnet", "ce"])
+@pytest.mark.parametrize("method", ["mwnet", "ce", "mwnet_sl"])
 def test_killed_process_resumes_to_the_uninterrupted_weights(
         method, long_epoch_tree, tmp_path):
     """SIGKILL a real run mid-epoch, rerun the command in a new process.
@@ -227,9 +292,12 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(
 
     # ResNet-20, not the tiny runs' ResNet-8: an epoch must last long enough
     # on a fast CPU to be killed in.
+    options = (["--method=mwnet", *PSEUDO_CLEAN_SL] if method == "mwnet_sl"
+               else [f"--method={method}"])
+
     def command(workdir):
         return [sys.executable, "-m", "mwnet_tf.main", *_tiny_args(
-            workdir, long_epoch_tree, tmp_path / "cache", f"--method={method}",
+            workdir, long_epoch_tree, tmp_path / "cache", *options,
             "--deterministic", "--verbose=2", f"--test_every={test_every}",
             "--model=resnet20")]
 
@@ -254,6 +322,16 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(
     for a, b in zip(_final_weights(tmp_path / "straight"),
                     _final_weights(killed)):
         np.testing.assert_array_equal(a, b)
+    if method == "mwnet_sl":
+        straight = keras.saving.load_model(
+            tmp_path / "straight" / "averaged_classifier.keras")
+        for a, b in zip(straight.get_weights(), keras.saving.load_model(
+                killed / "averaged_classifier.keras").get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert (callbacks_lib.read_history(killed / "history.csv")[1]
+                ["meta_label_precision"] == callbacks_lib.read_history(
+                    tmp_path / "straight" / "history.csv")[1]
+                ["meta_label_precision"])
     history = callbacks_lib.read_history(killed / "history.csv")
     assert len(history) == 2
     # One set of columns before and after the resume.
@@ -350,9 +428,20 @@ def test_a_killed_writes_half_files_are_removed_when_the_run_is_claimed(
      "needs the lookahead to move every variable"),
     (["--real_step_weights=lookahead", "--meta_scope=logits,,stage3"],
      "meta_scope"),
+    (["--label_correction", "--method=ce"], "needs method='mwnet'"),
+    (["--ema_decay=1.0", "--label_correction"], "ema_decay"),
+    (["--meta_source=trusted"], "has no trusted split"),
+    (["--meta_source=clean_draw", "--dataset=folder", "--data_path=x",
+      "--noise=none"], "may be wrong"),
+    (["--meta_source=pseudo_clean", "--meta_warmup_steps=0"],
+     "meta_warmup_steps must be at least one epoch"),
+    (["--noise=instance", "--noise_rate=0.4"], None),
 ])
 def test_invalid_flags_are_rejected_at_parse_time(args, message):
     with flagsaver.flagsaver():
+        if message is None:  # A valid combination, for contrast.
+            _parse(["--workdir=unused"] + args)
+            return
         with pytest.raises(flags.Error, match=message):
             _parse(["--workdir=unused"] + args)
 
