@@ -35,6 +35,12 @@ SCENARIOS = {
         method="mwnet", meta_interval=2, steps=5,
         real_step_weights="lookahead"),
     "mwnet_synchronized_batch_norm": dict(method="mwnet", batch_norm=True),
+    # Soft label correction (the EMA classifier's predictions, averaged on
+    # every worker alike) at flags/fast.cfg's kind of step, after a warm-up.
+    "mwnet_label_correction": dict(
+        method="mwnet", meta_interval=2, steps=5,
+        real_step_weights="lookahead", label_correction=True,
+        meta_warmup_steps=1),
 }
 
 
@@ -71,7 +77,8 @@ def _held_out():
 
 
 def train(strategy, method, meta_interval=1, steps=3, batch_norm=False,
-          real_step_weights="updated"):
+          real_step_weights="updated", label_correction=False,
+          meta_warmup_steps=0):
     """Trains one scenario, then evaluates and predicts on held-out data.
 
     Returns:
@@ -84,7 +91,10 @@ def train(strategy, method, meta_interval=1, steps=3, batch_norm=False,
             _classifier(batch_norm),
             mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0),
             method=method, meta_interval=meta_interval,
-            real_step_weights=real_step_weights)
+            real_step_weights=real_step_weights,
+            label_correction=label_correction, ema_decay=(
+                0.5 if label_correction else None),
+            meta_warmup_steps=meta_warmup_steps)
         model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
     history = model.fit(_dataset(steps), epochs=1, verbose=0)
     logs = {name: values[-1] for name, values in history.history.items()}

@@ -152,3 +152,19 @@ def test_selection_callback_picks_the_averaged_models_lowest_losses():
     callback.on_epoch_end(1, logs)
     assert logs["meta_label_precision"] == pytest.approx(
         np.mean(clean[expected] == labels[expected]))
+
+
+def test_instance_noise_through_prepare(tmp_path, cache_dir):
+    root = make_folder(tmp_path / "inst", ("a", "b", "c"),
+                       {"train": 40, "test": 2})
+    data = _folder(root, cache_dir, noise="instance", noise_rate=0.4)
+    stats = data.statistics
+    assert stats["noise"] == "instance"
+    assert stats["transition_matrix_true"] is None
+    examples = data.train_examples
+    realised = np.mean(examples.labels != examples.clean_labels)
+    assert stats["realised_noise_rate"] == pytest.approx(realised)
+    assert 0.2 < realised < 0.6
+    # The flags of the training batches are the realised corruption.
+    flags = np.concatenate([c.numpy() for _, _, c in data.train])
+    assert 0 < flags.mean() < 1
