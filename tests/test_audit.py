@@ -192,6 +192,68 @@ def _scored_run(shape, tmp_path):
                                     dataset, examples, verbose=0)
 
 
+def test_suggested_labels_come_from_the_averaged_classifier(tmp_path):
+    """audit.csv's suggestion and verdict, relabel.csv and the report of
+    how often the suggestions are right, with an averaged classifier that
+    knows the true class and one that does not."""
+    rng = np.random.default_rng(5)
+    clean = rng.integers(0, 3, 60)
+    corrupted = rng.random(60) < 0.4
+    given = np.where(corrupted, (clean + 1) % 3, clean)
+    images = np.zeros((60, 2, 2, 3), np.uint8)
+    images[np.arange(60), 0, 0, clean] = 255
+
+    def linear(scale):
+        model = keras.Sequential([keras.Input((2, 2, 3)),
+                                  keras.layers.Flatten(),
+                                  keras.layers.Dense(3)])
+        kernel = np.zeros((12, 3), np.float32)
+        kernel[np.arange(3), np.arange(3)] = scale
+        model.set_weights([kernel, np.zeros(3, np.float32)])
+        return model
+
+    examples = mwnet_tf.data.Split(labels=given, images=images,
+                                   clean_labels=clean)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (images.astype(np.float32), given)).batch(16)
+    # The classifier barely separates the classes; the average does.
+    audit = label_audit.audit_labels(
+        linear(0.002), _weighting_net("decreasing"), dataset, examples,
+        verbose=0, averaged_classifier=linear(0.05))
+    assert audit.suggested_by == "averaged classifier"
+    np.testing.assert_array_equal(audit.suggested_label, clean)
+    np.testing.assert_array_equal(audit.suspect, corrupted)
+    report = label_audit.detection_report(audit)["suggestions"]
+    assert report["accuracy_among_flagged"] == 1.0
+    assert report["accuracy_among_flagged_corrupted"] == 1.0
+    assert report["suspects"] == corrupted.sum()
+    assert report["suspects_corrupted"] == 1.0
+    names = ["a", "b", "c"]
+    label_audit.write_csv(audit, tmp_path / "audit.csv", names)
+    rows = _read_csv(tmp_path / "audit.csv")
+    for row in rows:
+        index = int(row["index"])
+        assert int(row["suggested_label"]) == clean[index]
+        assert row["suggested_class"] == names[clean[index]]
+        assert row["verdict"] == ("suspect" if corrupted[index] else "keep")
+    label_audit.write_relabel_csv(audit, tmp_path / "relabel.csv", names)
+    relabel = _read_csv(tmp_path / "relabel.csv")
+    assert sorted(int(r["index"]) for r in relabel) == list(
+        np.flatnonzero(corrupted))
+    assert [int(r["index"]) for r in relabel] == [
+        int(r["index"]) for r in rows if r["verdict"] == "suspect"]
+    for row in relabel:
+        assert int(row["suggested_label"]) == clean[int(row["index"])]
+        assert 0 < float(row["confidence"]) <= 1
+    # Without an average, the classifier's own prediction is suggested.
+    plain = label_audit.audit_labels(
+        linear(0.002), _weighting_net("decreasing"), dataset, examples,
+        verbose=0)
+    assert plain.suggested_by == "classifier"
+    np.testing.assert_array_equal(plain.suggested_label,
+                                  plain.predicted_label)
+
+
 @pytest.mark.parametrize("shape", ["decreasing", "increasing"])
 def test_audit_ranks_by_the_weight_only_where_v_decreases(shape, tmp_path):
     audit = _scored_run(shape, tmp_path)
