@@ -135,6 +135,7 @@ def test_pseudo_clean_corrected_run_chooses_corrects_and_suggests(
     data = results["data"]
     assert data["meta_source"] == "pseudo_clean"
     assert "lowest loss under the averaged model" in data["meta_origin"]
+    assert "does not select a model" in results["best_meta_note"]
     assert np.isfinite(results["final_test_loss"])
     history = callbacks_lib.read_history(workdir / "history.csv")
     # Chosen from epoch 1 on (5 steps of warm-up, 5 steps an epoch): the

@@ -178,7 +178,7 @@ def summarise(history, test_logs, statistics, steps_per_epoch):
     epoch_seconds = [row["epoch_seconds"] for row in history
                      if "epoch_seconds" in row]
     median_epoch = float(np.median(epoch_seconds)) if epoch_seconds else None
-    return {
+    summary = {
         "final_test_accuracy": test_logs["accuracy"],
         "final_test_loss": test_logs["loss"],
         "best_test_accuracy": max(row["val_accuracy"] for row in tested),
@@ -193,6 +193,14 @@ def summarise(history, test_logs, statistics, steps_per_epoch):
                              if median_epoch else None),
         "data": statistics,
     }
+    if statistics.get("meta_source") == "pseudo_clean":
+        # Chosen for their low loss by the model itself, with their given
+        # labels: a high accuracy there says nothing of the test set.
+        summary["best_meta_note"] = (
+            "The meta set is the model's own choice of low-loss examples "
+            "with their given labels; its accuracy does not select a model. "
+            "Use final_test_accuracy.")
+    return summary
 
 
 def run(config=None):
