@@ -103,6 +103,35 @@ def check_classifier_built(classifier):
             "keras.Input or call it once on a batch.")
 
 
+def _ends_in_softmax(classifier):
+    """Whether the classifier's last layer that computes anything is a
+    softmax (a Dense or Activation with activation="softmax", a Softmax
+    layer); a linear Activation after it (a float32 cast under mixed
+    precision) is looked through. Subclassed models are not inspected."""
+    for layer in reversed(getattr(classifier, "layers", None) or []):
+        if isinstance(layer, keras.layers.Softmax):
+            return True
+        activation = getattr(layer, "activation", None)
+        name = getattr(activation, "__name__", None)
+        if isinstance(layer, keras.layers.Activation) and name == "linear":
+            continue
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        return name == "softmax"
+    return False
+
+
+def check_outputs_are_logits(classifier, from_logits):
+    """A softmax output read as logits gives silently wrong losses (Keras
+    sometimes, not always, finds the softmax and undoes it)."""
+    if from_logits and _ends_in_softmax(classifier):
+        raise ValueError(
+            "The classifier ends in a softmax, but MetaWeightNet computes "
+            "its losses from logits: build it without the softmax "
+            "(keras.applications: classifier_activation=None; a layer: "
+            "activation=None), or pass from_logits=False.")
+
+
 def check_families_fit(weighting_net, classifier):
     """A class-aware V must name a family for each of the classifier's
     classes."""

@@ -156,6 +156,7 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
                                        meta_interval, meta_warmup_steps)
         arguments.check_label_correction(label_correction, ema_decay, method)
         arguments.check_classifier_built(classifier)
+        arguments.check_outputs_are_logits(classifier, from_logits)
         arguments.check_weighting_net_given(method, weighting_net)
         # Ids, not the layers: a list of layers assigned here would be
         # tracked as sublayers of this model.
@@ -307,7 +308,8 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
     # ------------------------------------------------------ the training step
 
     def train_step(self, data):
-        (x, y, corrupted), (x_meta, y_meta) = inputs.unpack(data)
+        (x, y, corrupted), (x_meta, y_meta) = inputs.unpack(
+            data, needs_meta=self._uses_meta_batches())
         # 1. Forward pass of the training batch: per-example losses l_i
         # (and, with label correction, the losses to the EMA model's
         # predictions).
@@ -326,6 +328,9 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         self._update_average()
         return self._update_metrics(forward, y, coefficients, weights,
                                     corrupted)
+
+    def _uses_meta_batches(self):
+        return self.method in ("mwnet", "l2rw")
 
     # Which step is which (FitWorkarounds decides how a step learns it). A
     # step number is an int on the host, a tensor in the graph.
@@ -461,7 +466,7 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
     # ---------------------------------------------------------- public API
 
     def test_step(self, data):
-        x, y = data[0], data[1]
+        x, y = data[0], inputs.integer_labels(data[1])
         outputs = self.classifier(x, training=False)
         self.loss_tracker.update_state(ops.mean(self._per_example_loss(y, outputs)))
         self.accuracy_tracker.update_state(y, outputs)
