@@ -72,8 +72,12 @@ def test_the_fast_option_composes_with_every_experiment():
         command = file.read().splitlines()[1]
     assert command.startswith("## python -m mwnet_tf.main --flagfile=flags/")
     for path in experiments:
+        name = os.path.basename(path)[:-4]
+        given = (["--data_path=my_images"] if name in USER_DATA_FLAGFILES
+                 else [])
         with flagsaver.flagsaver():
-            _parse([f"--flagfile={path}", "--flagfile=flags/fast.cfg"])
+            _parse([f"--flagfile={path}", "--flagfile=flags/fast.cfg",
+                    *given])
             assert (FLAGS.meta_interval, FLAGS.meta_lr,
                     FLAGS.real_step_weights) == (8, 0.003, "lookahead")
             # Everything else is the experiment's.
