@@ -127,16 +127,13 @@ def unpack(data, needs_meta=True):
         return (x, y, corrupted), (None, None)
     try:
         train, meta = data
-        x, y = train[0], integer_labels(train[1])
+        x, y = train[0], train[1]
         corrupted = train[2] if len(train) > 2 else None
         x_meta, y_meta = meta
-        y_meta = integer_labels(y_meta)
     except (TypeError, ValueError) as error:
-        if "Labels must be" in str(error):
-            raise
         raise ValueError(
             "MetaWeightNet.fit expects elements ((x, y), (x_meta, y_meta)) "
             "or ((x, y, corrupted), (x_meta, y_meta)); build them with "
             "mwnet_tf.with_meta(train_ds, meta_ds) (method='ce' and "
             "'fixed' also take plain (x, y)).") from error
-    return (x, y, corrupted), (x_meta, y_meta)
+    return (x, integer_labels(y), corrupted), (x_meta, integer_labels(y_meta))

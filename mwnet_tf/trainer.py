@@ -490,9 +490,9 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             self.classifier.trainable_variables, state, x, training=training)
         return self.weighting_net(self._per_example_loss(y, outputs), y)
 
-    def averaged_outputs(self, x):
-        """The classifier's outputs at its EMA weights (inference mode);
-        nothing is updated. Needs `ema_decay` (or `label_correction`)."""
+    def _averaged_values(self):
+        """The EMA's value of every classifier variable (trainable first),
+        the classifier's own where it keeps no average."""
         if self._averaged is None:
             raise ValueError(
                 "This MetaWeightNet keeps no moving average of the "
@@ -500,8 +500,13 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
                 "label_correction=True.")
         variables = self.classifier.trainable_variables \
             + self.classifier.non_trainable_variables
-        values = [(average if average is not None else variable).value
-                  for average, variable in zip(self._averaged, variables)]
+        return [(average if average is not None else variable).value
+                for average, variable in zip(self._averaged, variables)]
+
+    def averaged_outputs(self, x):
+        """The classifier's outputs at its EMA weights (inference mode);
+        nothing is updated. Needs `ema_decay` (or `label_correction`)."""
+        values = self._averaged_values()
         count = len(self.classifier.trainable_variables)
         outputs, _ = self.classifier.stateless_call(
             values[:count], values[count:], x, training=False)
@@ -511,19 +516,12 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         """A copy of the classifier holding the EMA weights: the model whose
         predictions label correction trusts (save it, audit with it,
         export it). Needs `ema_decay` (or `label_correction`)."""
-        if self._averaged is None:
-            raise ValueError(
-                "This MetaWeightNet keeps no moving average of the "
-                "classifier; build it with ema_decay= (e.g. 0.997) or "
-                "label_correction=True.")
+        values = self._averaged_values()
         copy = keras.models.clone_model(self.classifier)
-        variables = copy.trainable_variables + copy.non_trainable_variables
-        originals = self.classifier.trainable_variables \
-            + self.classifier.non_trainable_variables
-        for target, average, original in zip(variables, self._averaged,
-                                             originals):
-            target.assign((average if average is not None
-                           else original).value)
+        for target, value in zip(
+                copy.trainable_variables + copy.non_trainable_variables,
+                values):
+            target.assign(value)
         return copy
 
     def compute_meta_gradients(self, x, y, x_meta, y_meta):

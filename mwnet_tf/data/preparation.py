@@ -189,6 +189,15 @@ def _check_dataset(dataset):
             f"{', '.join(DATASETS)}.")
 
 
+def trusted_split_before_loading(dataset):
+    """Whether `dataset` has a trusted split, as far as its name tells:
+    Clothing1M always, tensorflow-datasets' CIFAR never, an image folder
+    only once loaded (None)."""
+    if dataset == "clothing1m":
+        return True
+    return False if dataset in tfds_source.TFDS_NAMES else None
+
+
 def resolve_meta_source(meta_source, dataset, noise, has_trusted_split):
     """The meta source "auto" means, or `meta_source` checked.
 
@@ -276,10 +285,8 @@ def _check_arguments(dataset, noise, noise_rate, imbalance_factor,
             "epoch must be None or a scalar integer tf.Variable holding the "
             f"current epoch; got {epoch!r}.")
     check_noise_of_dataset(dataset, noise)
-    resolve_meta_source(
-        meta_source, dataset, noise,
-        True if dataset == "clothing1m"
-        else False if dataset in tfds_source.TFDS_NAMES else None)
+    resolve_meta_source(meta_source, dataset, noise,
+                        trusted_split_before_loading(dataset))
     if pseudo_clean_per_class is not None:
         check_per_class(pseudo_clean_per_class)
     if dataset == "clothing1m":

@@ -13,6 +13,7 @@ from mwnet_tf.distribute import STRATEGIES
 from mwnet_tf.layer_scope import parse_meta_scope
 from mwnet_tf.runner.run_config import DEFAULTS
 from mwnet_tf import data as data_lib
+from mwnet_tf.data import preparation
 from mwnet_tf import arguments
 from mwnet_tf.arguments import METHODS, REAL_STEP_WEIGHTS
 from mwnet_tf.meta_gradient import LOOKAHEADS, WEIGHT_NORMALIZATIONS
@@ -276,9 +277,8 @@ def define_flags():
     _library_rule(["meta_source", "dataset", "noise"],
                   lambda f: data_lib.resolve_meta_source(
                       f["meta_source"], f["dataset"], f["noise"],
-                      True if f["dataset"] == "clothing1m" else
-                      False if f["dataset"] in ("cifar10", "cifar100")
-                      else None))
+                      preparation.trusted_split_before_loading(
+                          f["dataset"])))
     _library_rule(["meta_source", "method", "meta_warmup_steps", "dataset",
                    "noise"], _check_pseudo_clean_warmup)
     _library_rule(["method", "weighting_net"],
@@ -321,7 +321,7 @@ def _check_pseudo_clean_warmup(f):
     if source == "auto":
         source = data_lib.resolve_meta_source(
             "auto", f["dataset"], f["noise"],
-            False if f["dataset"] in ("cifar10", "cifar100") else None)
+            preparation.trusted_split_before_loading(f["dataset"]))
     if (source == "pseudo_clean" and f["method"] == "mwnet"
             and f["meta_warmup_steps"] == 0):
         raise ValueError(

@@ -28,6 +28,17 @@ def make_folder(root, class_names, counts, size=(8, 8), ext="png"):
     return str(root)
 
 
+def prepare_folder(root, cache_dir, **kwargs):
+    """`mwnet_tf.data.prepare` of a folder with the data tests' small sizes
+    (2 meta per class, uniform noise 0.6, batches of 5 and 3, seed 0)."""
+    from mwnet_tf import data as data_lib
+    args = dict(path=root, cache_dir=cache_dir, meta_per_class=2,
+                noise="uniform", noise_rate=0.6, batch_size=5,
+                meta_batch_size=3, seed=0)
+    args.update(kwargs)
+    return data_lib.prepare("folder", **args)
+
+
 def listing(root):
     """All paths under root with sizes and mtimes, to detect any write."""
     entries = []

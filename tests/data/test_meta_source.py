@@ -6,19 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from data_fakes import make_folder
+from data_fakes import prepare_folder as _folder
 
 import mwnet_tf
 from mwnet_tf import data as data_lib
 from mwnet_tf import pseudo_clean
 from mwnet_tf.data import preparation
-
-
-def _folder(root, cache_dir, **kwargs):
-    args = dict(path=root, cache_dir=cache_dir, meta_per_class=2,
-                noise="uniform", noise_rate=0.6, batch_size=5,
-                meta_batch_size=3, seed=0)
-    args.update(kwargs)
-    return data_lib.prepare("folder", **args)
 
 
 @pytest.mark.parametrize("dataset,noise,trusted,expected", [

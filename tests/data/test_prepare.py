@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from data_fakes import COLOURS, listing, write_image
+from data_fakes import prepare_folder as _folder
 
 import mwnet_tf
 from mwnet_tf import data as data_lib
@@ -35,14 +36,6 @@ def _assert_rate_matches_matrix(stats):
     expected = float(counts @ changed / counts.sum())
     error = np.sqrt(expected * (1 - expected) / counts.sum())
     assert abs(stats["realised_noise_rate"] - expected) <= 4 * error
-
-
-def _folder(tiny_folder, cache_dir, **kwargs):
-    args = dict(path=tiny_folder, cache_dir=cache_dir, meta_per_class=2,
-                noise="uniform", noise_rate=0.6, batch_size=5,
-                meta_batch_size=3, seed=0)
-    args.update(kwargs)
-    return data_lib.prepare("folder", **args)
 
 
 def test_folder_end_to_end(tiny_folder, cache_dir):
