@@ -380,3 +380,135 @@ def load_image_folder(path, cache_dir=None):
     replace_atomically(cached, lambda file: np.savez(file, **arrays),
                        mode="wb")
     return _source_from_arrays(arrays, name)
+
+
+def _root_holding(root, relative):
+    """The folder under which `relative` exists: `root`, or its parent when
+    `extract_archive` stepped into an archive's only folder but the label
+    file's paths include that folder's name."""
+    if os.path.exists(os.path.join(root, relative)):
+        return root
+    parent = os.path.dirname(os.path.normpath(root))
+    if os.path.exists(os.path.join(parent, relative)):
+        return parent
+    return root
+
+
+def _check_listed_files(root, files, source):
+    missing = [f for f in files if not os.path.isfile(os.path.join(root, f))]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of the {len(files)} images listed in {source!r} "
+            f"are not under {root!r} (e.g. {', '.join(missing[:3])}); paths "
+            "in a label file are relative to the data root (--data_path).")
+    wrong = [f for f in files if not f.lower().endswith(IMAGE_EXTENSIONS)]
+    if wrong:
+        raise ValueError(
+            f"{source!r} lists files that are not images "
+            f"({', '.join(IMAGE_EXTENSIONS)}), e.g. {wrong[0]!r}.")
+
+
+def _decode_files(root, files):
+    """uint8 [N, H, W, 3] of the listed files, all of the first one's size."""
+    paths = [os.path.join(root, f) for f in files]
+    try:
+        shape = tuple(tf.io.decode_image(tf.io.read_file(paths[0]), channels=3,
+                                         expand_animations=False).shape)
+    except tf.errors.OpError as error:
+        raise ValueError(f"Image {paths[0]!r} cannot be decoded "
+                         f"({error.message.strip()}).") from error
+
+    def decode(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                                   expand_animations=False)
+        return tf.ensure_shape(image, shape)
+
+    dataset = tf.data.Dataset.from_tensor_slices(paths).map(
+        decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    chunks = []
+    try:
+        for chunk in dataset.batch(2048).prefetch(2):
+            chunks.append(chunk.numpy())
+    except tf.errors.OpError as error:
+        bad = _find_bad_image(paths, shape)
+        if bad is None:
+            raise
+        raise ValueError(f"Image {bad[0]!r} {bad[1]}.") from error
+    return np.concatenate(chunks)
+
+
+def load_labelled_files(path, table, cache_dir=None):
+    """Loads the images a CSV label table lists (`label_file.read_label_csv`).
+
+    The images may lie in any tree under the root (flat, nested, sorted by
+    class or not), or in a tar archive of one. Within a split, examples
+    are sorted by path, as `load_image_folder` sorts them, so a table
+    listing a class-folder tree gives the same data as the folder. The
+    decoded images are cached by the listed files alone (their paths,
+    sizes and times), so relabelling does not decode again.
+
+    Args:
+        path: Root directory, or a .tar.gz / .tgz / .tar archive.
+        table: A `LabelTable` of kind "csv".
+        cache_dir: As for `load_image_folder`.
+
+    Returns:
+        A `Source`: "train" and "test" rows, "meta" rows as its trusted
+        split; `clean_labels` from the table's true labels, if any.
+
+    Raises:
+        FileNotFoundError: A listed image missing under the root.
+        ValueError: No train or no test rows; an image that cannot be
+            decoded or has another size.
+    """
+    cache_dir = os.path.expanduser(cache_dir or DEFAULT_CACHE_DIR)
+    path = check_path(path)
+    for split in REQUIRED_SPLITS:
+        if not len(table.rows(split)):
+            raise ValueError(f"labels file {table.source!r} has no {split!r} "
+                             "rows.")
+    root = extract_archive(path, cache_dir) if os.path.isfile(path) else path
+    root = _root_holding(root, table.files[0])
+    order = np.lexsort((table.files, table.splits))  # By split, then path.
+    files = table.files[order]
+    _check_listed_files(root, files, table.source)
+    digest = hashlib.sha256(_CACHE_VERSION.encode())
+    for relative in files:
+        stat = os.stat(os.path.join(root, relative))
+        digest.update(f"{relative}\0{stat.st_size}\0"
+                      f"{stat.st_mtime_ns}\n".encode())
+    name = os.path.basename(os.path.normpath(path)) or "root"
+    cached = os.path.join(cache_dir, "decoded",
+                          f"listed-{name}-{digest.hexdigest()[:16]}.npz")
+    if os.path.exists(cached):
+        with np.load(cached) as arrays:
+            images = arrays["images"]
+    else:
+        images = _decode_files(root, files)
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        replace_atomically(cached, lambda file: np.savez(file, images=images),
+                           mode="wb")
+    rows_in_order = np.empty(len(order), np.int64)
+    rows_in_order[order] = np.arange(len(order))
+
+    def table_rows_of(name):
+        return order[np.sort(rows_in_order[table.rows(name)])]  # Path order.
+
+    def split_of(name):
+        table_rows = table_rows_of(name)
+        rows = rows_in_order[table_rows]
+        # Only training labels are taken as possibly wrong: test and meta
+        # rows' labels are the truth the run is measured and taught by.
+        clean = (None if table.clean_labels is None or name != "train"
+                 else table.clean_labels[table_rows])
+        return Split(labels=table.labels[table_rows], images=images[rows],
+                     clean_labels=clean, files=files[rows])
+
+    has_meta = len(table.rows("meta")) > 0
+    return Source(
+        name=name, class_names=table.class_names, train=split_of("train"),
+        test=split_of("test"), meta=split_of("meta") if has_meta else None,
+        meta_origin=("trusted 'meta' rows of "
+                     f"{os.path.basename(table.source)}") if has_meta
+        else None, label_table=table,
+        train_table_rows=table_rows_of("train"))

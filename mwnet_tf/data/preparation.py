@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from mwnet_tf.data import clothing1m as clothing1m_lib
 from mwnet_tf.data import image_folder
+from mwnet_tf.data import label_file
 from mwnet_tf.data import pipeline
 from mwnet_tf.data import tfds_source
 from mwnet_tf.data.imbalance import (check_imbalance_factor,
@@ -141,6 +142,11 @@ class PreparedData:
     # pipelines read (k per class; `mwnet_tf.pseudo_clean` chooses them).
     meta_source: str = "clean_draw"
     meta_selection: Optional[tf.Variable] = None
+    # The labels as the user holds them (`label_file.LabelTable`: a label
+    # file, or an image folder's classes as a table) and the table row of
+    # each of `train_examples`; None for tensorflow-datasets' own labels.
+    label_table: Optional[label_file.LabelTable] = None
+    train_table_rows: Optional[np.ndarray] = None
     # shard -> (train, meta) built for that share of every batch (`shard`
     # of `pipeline.array_dataset`); None: `train` and `meta` as they are.
     _training_shard: Optional[Callable] = dataclasses.field(default=None,
@@ -198,7 +204,8 @@ def trusted_split_before_loading(dataset):
     return False if dataset in tfds_source.TFDS_NAMES else None
 
 
-def resolve_meta_source(meta_source, dataset, noise, has_trusted_split):
+def resolve_meta_source(meta_source, dataset, noise, has_trusted_split,
+                        labels_from_file=False, truth_known=None):
     """The meta source "auto" means, or `meta_source` checked.
 
     Args:
@@ -207,6 +214,12 @@ def resolve_meta_source(meta_source, dataset, noise, has_trusted_split):
         noise: The synthetic noise type ("none": labels as given).
         has_trusted_split: Whether the source has a trusted clean split;
             None when not known yet (before loading an image folder).
+        labels_from_file: Whether the training labels come from a label
+            file (`mwnet_tf.data.label_file`): as given, not curated.
+        truth_known: Whether that file gives every training example's true
+            label (then "clean_draw" draws with them; "auto" still never
+            does, so that no true label is used unless asked for); None:
+            not known yet.
 
     Returns:
         The meta source, never "auto" (None: "auto" on a source whose
@@ -222,13 +235,21 @@ def resolve_meta_source(meta_source, dataset, noise, has_trusted_split):
             f"{', '.join(META_SOURCES)}.")
     # Labels known to be clean before the draw: curated (tfds CIFAR) or
     # corrupted only afterwards, by synthetic noise.
-    labels_clean = dataset in tfds_source.TFDS_NAMES or noise != "none"
+    labels_clean = ((dataset in tfds_source.TFDS_NAMES and not labels_from_file)
+                    or noise != "none")
     if meta_source == "trusted" and has_trusted_split is False:
         raise ValueError(
             "meta_source='trusted', but this data has no trusted split (an "
             "image folder's meta/ folder, Clothing1M's clean sets); add one, "
             "or use meta_source='pseudo_clean'.")
-    if meta_source == "clean_draw" and not labels_clean:
+    if (meta_source == "clean_draw" and not labels_clean
+            and labels_from_file and truth_known is False):
+        raise ValueError(
+            "meta_source='clean_draw' draws the meta set with true labels, "
+            "but the labels file does not give every training example's "
+            "(clean_labels_key); use meta_source='pseudo_clean'.")
+    if (meta_source == "clean_draw" and not labels_clean
+            and not labels_from_file):
         raise ValueError(
             "meta_source='clean_draw' draws the meta set from labels known "
             "to be clean, but these labels are as given (noise='none') and "
@@ -246,7 +267,9 @@ def resolve_meta_source(meta_source, dataset, noise, has_trusted_split):
 def _check_arguments(dataset, noise, noise_rate, imbalance_factor,
                      meta_per_class, seed, batch_size, meta_batch_size,
                      eval_batch_size, train_subset, clothing1m_meta, epoch,
-                     meta_source="auto", pseudo_clean_per_class=None):
+                     meta_source="auto", pseudo_clean_per_class=None,
+                     labels_file=None, labels_key=None, clean_labels_key=None,
+                     label_classes=None):
     """Checks argument values and combinations, without touching any file.
 
     The stages `prepare` delegates to check their own arguments; their checks
@@ -285,8 +308,11 @@ def _check_arguments(dataset, noise, noise_rate, imbalance_factor,
             "epoch must be None or a scalar integer tf.Variable holding the "
             f"current epoch; got {epoch!r}.")
     check_noise_of_dataset(dataset, noise)
+    check_label_file_arguments(dataset, noise, labels_file, labels_key,
+                               clean_labels_key, label_classes)
     resolve_meta_source(meta_source, dataset, noise,
-                        trusted_split_before_loading(dataset))
+                        trusted_split_before_loading(dataset),
+                        labels_from_file=labels_file is not None)
     if pseudo_clean_per_class is not None:
         check_per_class(pseudo_clean_per_class)
     if dataset == "clothing1m":
@@ -294,6 +320,131 @@ def _check_arguments(dataset, noise, noise_rate, imbalance_factor,
             raise ValueError(
                 "imbalance_factor is not supported for Clothing1M; use 1.")
         clothing1m_lib.check_meta_split(clothing1m_meta)
+
+
+def check_label_file_arguments(dataset, noise, labels_file, labels_key=None,
+                               clean_labels_key=None, label_classes=None):
+    """Checks a label file's arguments against the data set, reading nothing.
+
+    Raises:
+        ValueError: A key or class list without a labels file; a label
+            file for Clothing1M; a CSV for anything but an image folder; a
+            label array on an image folder without the true labels that
+            place it; synthetic noise on labels that come with the truth.
+    """
+    if labels_file is None:
+        for name, value in (("labels_key", labels_key),
+                            ("clean_labels_key", clean_labels_key),
+                            ("label_classes", label_classes)):
+            if value:
+                raise ValueError(
+                    f"{name} is for a labels file; pass labels_file= too "
+                    "(a .csv, .npy or .npz).")
+        return
+    if dataset == "clothing1m":
+        raise ValueError(
+            "labels_file is for dataset='folder', 'cifar10' or 'cifar100'; "
+            "Clothing1M reads its own annotation files.")
+    kind = label_file.label_file_kind(labels_file)
+    if kind == "csv" and dataset != "folder":
+        raise ValueError(
+            "a CSV labels file names image files: use dataset='folder' with "
+            "path= the images' root; for tensorflow-datasets' "
+            f"{dataset} give a .npy/.npz label array in its canonical order.")
+    if kind == "array" and label_classes:
+        raise ValueError(
+            "label_classes names the classes of a CSV's integer labels; a "
+            "label array takes the data set's classes.")
+    if kind == "array" and dataset == "folder" and not clean_labels_key:
+        raise ValueError(
+            "a label array on an image folder needs clean_labels_key, the "
+            "true labels in the same order, which say which file each "
+            "position is (file k of a class folder = that class's k-th "
+            "example); CIFAR-N's files hold them as 'clean_label'.")
+    if kind == "array" and noise != "none":
+        raise ValueError(
+            f"a label array's labels are the noisy ones and the data set's "
+            f"own are the truth: use noise='none', not {noise!r}.")
+
+
+def load_label_table(dataset, noise, labels_file, labels_key=None,
+                    clean_labels_key=None, label_classes=None):
+    """The label file as a `LabelTable`, checked before any image is read
+    (all that can be checked without the images: `prepare` checks the rest
+    once they are loaded)."""
+    label_file.check_label_file_path(labels_file)
+    num_classes, per_class = _KNOWN_SIZES.get(dataset, (None, None))
+    table = label_file.read_label_file(
+        labels_file, labels_key, clean_labels_key, label_classes,
+        num_classes=num_classes,
+        num_examples=None if per_class is None else num_classes * per_class)
+    if table.kind == "csv":
+        for split in image_folder.REQUIRED_SPLITS:
+            if not len(table.rows(split)):
+                raise label_file.LabelFileError(
+                    f"labels file {labels_file!r} has no {split!r} rows; add "
+                    "a 'split' column (train / test / meta) naming each "
+                    "image's split.")
+    if table.clean_labels is not None and noise != "none":
+        raise ValueError(
+            f"labels file {labels_file!r} gives the true labels "
+            f"({clean_labels_key or label_file.DEFAULT_CLEAN_COLUMN}): its "
+            f"labels are already noisy, so use noise='none', not {noise!r}.")
+    return table
+
+
+def _with_label_array(source, table):
+    """`source` with its training labels replaced by a label array.
+
+    The training split is put in the array's (canonical) order; the
+    source's own labels become the true labels.
+    """
+    train = source.train
+    path = table.source
+    if len(table) != len(train):
+        raise label_file.LabelFileError(
+            f"{path!r} holds {len(table)} labels, but the training split has "
+            f"{len(train)} examples; a label array needs one label per "
+            "training example, in the data set's canonical order.")
+    if int(table.labels.max()) >= source.num_classes:
+        raise label_file.LabelFileError(
+            f"{path!r} has label {int(table.labels.max())}, out of range "
+            f"0..{source.num_classes - 1} ({source.num_classes} classes).")
+    if source.train.files is not None:  # An image folder: place each file.
+        order = label_file.canonical_order_of_class_files(
+            train.labels, table.clean_labels, path)
+        train = train.take(order)
+    elif table.clean_labels is not None:
+        differ = int((table.clean_labels != train.labels).sum())
+        if differ:
+            raise label_file.LabelFileError(
+                f"the true labels in {path!r} differ from {source.name}'s "
+                f"at {differ} of {len(train)} positions: the file is not in "
+                "the canonical order (the original batch files'), or not "
+                f"of {source.name}.")
+    table = dataclasses.replace(table, class_names=source.class_names,
+                                clean_labels=train.labels)
+    train = Split(labels=table.labels, images=train.images,
+                  paths=train.paths, clean_labels=train.labels,
+                  files=train.files)  # index: the canonical position.
+    return dataclasses.replace(
+        source, train=train, label_table=table,
+        train_table_rows=np.arange(len(train), dtype=np.int64))
+
+
+def _with_folder_table(source):
+    """An image folder's classes as a label table (CSV out for folder in)."""
+    splits = [(name, split) for name, split in (
+        ("train", source.train), ("test", source.test),
+        ("meta", source.meta)) if split is not None]
+    table = label_file.LabelTable(
+        kind="csv", class_names=source.class_names,
+        labels=np.concatenate([s.labels for _, s in splits]),
+        files=np.concatenate([s.files for _, s in splits]),
+        splits=np.concatenate([np.full(len(s), n) for n, s in splits]))
+    return dataclasses.replace(
+        source, label_table=table,
+        train_table_rows=np.arange(len(source.train), dtype=np.int64))
 
 
 def check_noise_of_dataset(dataset, noise):
@@ -362,13 +513,22 @@ def check_data_paths(dataset, data_dir=None, path=None, download=True):
             f"cifar10/cifar100; for dataset={dataset!r} pass path=.")
 
 
-def _load(dataset, data_dir, path, cache_dir, download, clothing1m_meta):
+def _load(dataset, data_dir, path, cache_dir, download, clothing1m_meta,
+          table=None):
     if dataset in tfds_source.TFDS_NAMES:
-        return tfds_source.load_tfds(dataset, data_dir=data_dir,
-                                     download=download)
-    if dataset == "folder":
-        return image_folder.load_image_folder(path, cache_dir=cache_dir)
-    return clothing1m_lib.load_clothing1m(path, meta_split=clothing1m_meta)
+        source = tfds_source.load_tfds(
+            dataset, data_dir=data_dir, download=download,
+            canonical_order=table is not None)
+    elif dataset == "folder" and table is not None and table.kind == "csv":
+        return image_folder.load_labelled_files(path, table,
+                                                cache_dir=cache_dir)
+    elif dataset == "folder":
+        source = image_folder.load_image_folder(path, cache_dir=cache_dir)
+        if table is None:
+            return _with_folder_table(source)
+    else:
+        return clothing1m_lib.load_clothing1m(path, meta_split=clothing1m_meta)
+    return source if table is None else _with_label_array(source, table)
 
 
 def _counts(labels, num_classes):
@@ -381,7 +541,9 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             batch_size=100, meta_batch_size=100, eval_batch_size=None,
             cache_dir=None, train_subset=None, download=True,
             clothing1m_meta="clean_val", epoch=None, meta_source="auto",
-            pseudo_clean_per_class=DEFAULT_PSEUDO_CLEAN_PER_CLASS):
+            pseudo_clean_per_class=DEFAULT_PSEUDO_CLEAN_PER_CLASS,
+            labels_file=None, labels_key=None, clean_labels_key=None,
+            label_classes=None):
     """Loads a data set and builds its noisy train, clean meta and test pipelines.
 
     All arguments are checked before anything is loaded. See the module
@@ -427,6 +589,21 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             (synthetic noise, CIFAR), else "pseudo_clean".
         pseudo_clean_per_class: k, the pseudo-clean meta set's examples
             per given class.
+        labels_file: Training labels from a file instead (module
+            `label_file`): a CSV table of `path,label[,split][,clean_label]`
+            for dataset="folder" (paths under `path`, any tree), or a
+            .npy/.npz of one label per training example in the data set's
+            canonical order (CIFAR-N's). Labels from a file are taken as
+            possibly wrong: "auto" gives a pseudo-clean meta set unless the
+            CSV has trusted "meta" rows.
+        labels_key: The CSV column or .npz array of the labels (default
+            "label"; the only array of a .npz).
+        clean_labels_key: The CSV column or .npz array of the true labels,
+            if known (CSV default: "clean_label" when present); noise
+            statistics and the audit's detection then use them. A label
+            array on an image folder needs them to place each file.
+        label_classes: Class names in label order, for a CSV's integer
+            labels (default: names from the labels).
 
     Returns:
         A `PreparedData`.
@@ -441,12 +618,22 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
     _check_arguments(dataset, noise, noise_rate, imbalance_factor,
                      meta_per_class, seed, batch_size, meta_batch_size,
                      eval_batch_size, train_subset, clothing1m_meta, epoch,
-                     meta_source, pseudo_clean_per_class)
+                     meta_source, pseudo_clean_per_class, labels_file,
+                     labels_key, clean_labels_key, label_classes)
     check_data_paths(dataset, data_dir, path, download)
     eval_batch_size = eval_batch_size or batch_size
+    table = None
+    if labels_file is not None:
+        table = load_label_table(dataset, noise, labels_file, labels_key,
+                                 clean_labels_key, label_classes)
+        resolve_meta_source(meta_source, dataset, noise,
+                            trusted_split_before_loading(dataset),
+                            labels_from_file=True,
+                            truth_known=table.kind == "array"
+                            or table.truth_known)
 
     source = _load(dataset, data_dir, path, cache_dir, download,
-                   clothing1m_meta)
+                   clothing1m_meta, table)
     num_classes = source.num_classes
     synthetic_noise = source.train.clean_labels is None
     true_matrix = None
@@ -466,8 +653,11 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             source.class_names)
 
     # 2. Meta set.
-    meta_source = resolve_meta_source(meta_source, dataset, noise,
-                                      source.meta is not None)
+    meta_source = resolve_meta_source(
+        meta_source, dataset, noise, source.meta is not None,
+        labels_from_file=table is not None,
+        truth_known=None if table is None else (
+            table.kind == "array" or table.truth_known))
     if meta_source == "trusted":
         meta = source.meta
         if meta_per_class is not None:
@@ -479,14 +669,23 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
     elif meta_source != "pseudo_clean" or (synthetic_noise
                                            and noise != "none"):
         per_class = meta_per_class or max(1, DEFAULT_META_TOTAL // num_classes)
+        # A clean draw from labels that came noisy (a label file) draws by
+        # the true labels the file gives, and teaches with them.
+        by_truth = meta_source == "clean_draw" and not synthetic_noise
+        draw_labels = (source.train.clean_labels if by_truth
+                       else source.train.labels)
         train_indices, meta_indices = split_meta(
-            source.train.labels, per_class, _stage_seed(seed, "meta"),
-            num_classes)
+            draw_labels, per_class, _stage_seed(seed, "meta"), num_classes)
         meta = source.train.take(meta_indices)
+        if by_truth:
+            meta = dataclasses.replace(meta, labels=meta.clean_labels)
         train = source.train.take(train_indices)
         meta_origin = {
             "clean_draw": f"clean: {per_class} per class drawn from the "
-                          "training split before the noise was added",
+                          "training split " + (
+                              "with the true labels the labels file gives"
+                              if by_truth else
+                              "before the noise was added"),
             "given_draw": f"given labels, which may be wrong: {per_class} "
                           "per class drawn from the training split",
             "pseudo_clean": None}[meta_source]
@@ -619,6 +818,9 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
         "seed": int(seed),
         "meta_source": meta_source,
         "meta_origin": meta_origin,
+        "labels_file": None if table is None else {
+            "kind": table.kind, "file": os.path.basename(table.source),
+            "labels_key": labels_key, "clean_labels_key": clean_labels_key},
         "order": "meta split, imbalance, train_subset, noise",
         "num_train": len(train),
         "num_meta": num_meta,
@@ -636,6 +838,17 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
                                    else true_matrix.tolist()),
         "transition_matrix_empirical": noise_stats["transition_matrix"],
     }
+    label_table, train_table_rows = source.label_table, None
+    if label_table is not None:
+        train_table_rows = source.train_table_rows[train.index]
+        if synthetic_noise and noise != "none":
+            # The table says what the run trained on: the noisy labels, the
+            # file's (or folder's) own labels as the truth.
+            labels = label_table.labels.copy()
+            labels[train_table_rows] = noisy
+            label_table = dataclasses.replace(
+                label_table, labels=labels,
+                clean_labels=label_table.labels.copy())
     return PreparedData(
         train=train_ds, meta=meta_ds, meta_eval=meta_eval_ds, test=test_ds,
         num_classes=num_classes,
@@ -645,4 +858,6 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
         num_train=len(train), num_meta=num_meta, num_test=len(source.test),
         statistics=statistics, train_eval=train_eval_ds,
         train_examples=train_examples, meta_source=meta_source,
-        meta_selection=selection, _training_shard=training_shard)
+        meta_selection=selection, label_table=label_table,
+        train_table_rows=train_table_rows,
+        _training_shard=training_shard)

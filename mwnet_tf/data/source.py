@@ -71,6 +71,11 @@ class Source:
         meta: A trusted clean split to draw the meta set from, or None when the
             meta set is to be taken out of `train`.
         meta_origin: Human-readable origin of `meta`, for the statistics.
+        label_table: The labels as the user holds them (a label file, or
+            the class folders as a table), for writing them back out; None
+            when they came from nowhere a user keeps (tensorflow-datasets).
+        train_table_rows: int64 [len(train)]: the `label_table` row of each
+            training example (None with no table).
     """
 
     name: str
@@ -79,6 +84,8 @@ class Source:
     test: Split
     meta: Optional[Split] = None
     meta_origin: Optional[str] = None
+    label_table: Optional[object] = None
+    train_table_rows: Optional[np.ndarray] = None
 
     @property
     def num_classes(self):

@@ -39,20 +39,24 @@ class _CannotDownload(RuntimeError):
 def _load_splits(name, data_dir, download):
     (train, test), info = tfds.load(
         name, split=["train", "test"], data_dir=data_dir, download=download,
-        as_supervised=True, with_info=True)
+        with_info=True)
     return _to_arrays(train), _to_arrays(test), info
 
 
 def _to_arrays(dataset):
-    images, labels = [], []
-    for image_chunk, label_chunk in tfds.as_numpy(dataset.batch(_CHUNK)):
+    """(images, labels, ids) of a split, in the order tfds stores it."""
+    dataset = dataset.map(lambda e: (e["image"], e["label"], e["id"]))
+    images, labels, ids = [], [], []
+    for image_chunk, label_chunk, id_chunk in tfds.as_numpy(
+            dataset.batch(_CHUNK)):
         images.append(image_chunk)
         labels.append(label_chunk)
+        ids.append(id_chunk)
     return (np.concatenate(images).astype(np.uint8),
-            np.concatenate(labels).astype(np.int64))
+            np.concatenate(labels).astype(np.int64), np.concatenate(ids))
 
 
-def load_tfds(name, data_dir=None, download=True):
+def load_tfds(name, data_dir=None, download=True, canonical_order=False):
     """Loads the train and test splits of a tensorflow-datasets image data set.
 
     Args:
@@ -61,6 +65,11 @@ def load_tfds(name, data_dir=None, download=True):
             (~/tensorflow_datasets).
         download: Whether tensorflow-datasets may download and prepare the data
             when it is not found in `data_dir`.
+        canonical_order: Whether to put the training split in the data
+            set's canonical order (the original CIFAR batch files', read
+            from tfds' `id` feature, "train_00042" = example 42) instead of
+            the shuffled order tfds stores: the order published label
+            arrays (CIFAR-N) follow.
 
     Returns:
         A `Source` with uint8 images and int64 labels in memory and no trusted
@@ -83,7 +92,8 @@ def load_tfds(name, data_dir=None, download=True):
                 raise
             _check_can_download(name, data_dir)
             loaded = _load_splits(name, data_dir, download=True)
-        (train_images, train_labels), (test_images, test_labels), info = loaded
+        ((train_images, train_labels, train_ids),
+         (test_images, test_labels, _), info) = loaded
     except _CannotDownload:
         raise
     except Exception as error:  # pylint: disable=broad-except
@@ -100,6 +110,10 @@ def load_tfds(name, data_dir=None, download=True):
             "prepared with tfds, or use dataset='folder' with path= an image "
             "folder or .tar.gz archive.") from error
     class_names = tuple(info.features["label"].names)
+    if canonical_order:
+        from mwnet_tf.data.label_file import canonical_positions_of_ids
+        order = np.argsort(canonical_positions_of_ids(train_ids))
+        train_images, train_labels = train_images[order], train_labels[order]
     return Source(
         name=name, class_names=class_names,
         train=Split(labels=train_labels, images=train_images),
