@@ -252,6 +252,8 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
         "command": "python -m mwnet_tf.main " + " ".join(flags),
         "wall_seconds": time.time() - started,
         "results": results,
+        # None where an epoch measured nothing (no test evaluation, no
+        # pseudo-clean choice yet).
         "history": {key: [row.get(key) for row in history]
                     for key in ("val_accuracy", "meta_eval_accuracy",
                                 "clean_weight", "corrupted_weight",
@@ -290,7 +292,7 @@ def audit_existing(results_dir, scratch):
     Audits each run's work directory in `scratch` if it is still there (the
     audit needs the saved classifier); returns the names audited.
     """
-    from mwnet_tf.audit import command as audit
+    from mwnet_tf.runner import audit_command as audit
 
     audited = []
     for name in sorted(os.listdir(results_dir)):
@@ -449,7 +451,7 @@ STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
 def v_shape(record):
     """V's shape over the losses the audit saw (or, for records older than
     that, over losses 0-10, marked so)."""
-    from mwnet_tf.audit import label_audit
+    from mwnet_tf import label_audit
     audit = record["results"].get("label_audit") or {}
     if audit.get("weighting_function"):
         described = audit["weighting_function"]
@@ -534,7 +536,9 @@ def figure(records, path, protocol="reduced"):
     for axis, noise in zip(axes[1:], NOISES):
         for r in records:
             if r["noise"] == noise and noise_rate(r) == 0.4:
-                accuracy = [100 * a for a in r["history"]["val_accuracy"]]
+                # None: an epoch without a test evaluation (a gap).
+                accuracy = [float("nan") if a is None else 100 * a
+                            for a in r["history"]["val_accuracy"]]
                 axis.plot(range(1, len(accuracy) + 1), accuracy,
                           label=f"{r['variant']} seed {r['seed']}")
         axis.set(title=f"CIFAR-10, 40% {noise} noise ({protocol})", xlabel="epoch",

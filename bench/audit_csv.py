@@ -30,7 +30,7 @@ def main():
                         "(default: a temporary file, deleted)")
     args = parser.parse_args()
 
-    from mwnet_tf.audit import label_audit
+    from mwnet_tf import label_audit
 
     rng = np.random.default_rng(0)
     n = args.rows

@@ -72,7 +72,7 @@ def cpu_kind(cpuinfo="/proc/cpuinfo"):
 
 def run_one(trial, method, seed, extra_flags, scratch, results_dir):
     """Runs the quickstart once (MW-Net from an empty cache) and records it."""
-    from mwnet_tf.audit.label_audit import DEFAULT_GALLERY_SIZE
+    from mwnet_tf.label_audit import DEFAULT_GALLERY_SIZE
     from mwnet_tf.runner.callbacks import read_history
 
     name = os.path.splitext(os.path.basename(

@@ -11,8 +11,8 @@ package and set TensorFlow's environment (its C++ log level) before
 TensorFlow is first imported. Where TensorFlow or Keras is imported already,
 as in most code that uses this package, the names are imported at once
 instead, as they always were; this also registers MetaWeightNet and
-WeightingNet (and the zoo's layers) for `keras.saving.load_model`.
-Otherwise the first use of any of them does.
+WeightingNet for `keras.saving.load_model`. Otherwise Keras's first import
+does (`_RegisterOnceKerasLoads`), or the first use of any of them.
 """
 
 import importlib as _importlib
@@ -43,10 +43,20 @@ if _typing.TYPE_CHECKING:  # For type checkers and IDEs; never at run time.
                                         task_families)
 
 
+_importing = []  # Non-empty while _import_public_names runs.
+
+
 def _import_public_names():
     """Imports every public name at once, as `import mwnet_tf` once did."""
-    for public, module in _LAZY.items():
-        globals()[public] = getattr(_importlib.import_module(module), public)
+    if _importing:  # Keras's first import, from inside this function.
+        return
+    _importing.append(True)
+    try:
+        for public, module in _LAZY.items():
+            globals()[public] = getattr(_importlib.import_module(module),
+                                        public)
+    finally:
+        _importing.clear()
 
 
 def __getattr__(name):
@@ -68,7 +78,33 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
+class _RegisterOnceKerasLoads:
+    """Imports the public names (so registers the Keras classes) right after
+    Keras itself is first imported, when that happens after `import
+    mwnet_tf`: `keras.saving.load_model` of a saved MetaWeightNet then
+    works in any import order, and TensorFlow is still never imported by
+    `import mwnet_tf` alone. A one-shot finder on `sys.meta_path`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        _sys.meta_path.remove(self)  # One shot; the real finders find it.
+        spec = _importlib_util.find_spec("keras")
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            _import_public_names()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
 if "keras" in _sys.modules or "tensorflow" in _sys.modules:
     # TensorFlow is loaded and configured already: nothing is gained by
     # waiting, and the Keras classes get registered as before.
     _import_public_names()
+else:
+    _sys.meta_path.insert(0, _RegisterOnceKerasLoads())

@@ -11,6 +11,7 @@ import numbers
 import keras
 
 from mwnet_tf.meta_gradient import LOOKAHEADS, WEIGHT_NORMALIZATIONS
+from mwnet_tf.step_schedule import StepSchedule
 
 METHODS = ("mwnet", "l2rw", "ce", "fixed")
 # Which V weighs the real step of a step that takes the meta step.
@@ -44,16 +45,6 @@ def check_method_options(method, lookahead, weight_normalization,
                          f"got {meta_warmup_steps!r}.")
 
 
-def step_kinds_differ(method, meta_interval, meta_warmup_steps,
-                      label_correction=False):
-    """Whether a run's steps are not all alike (then, with several
-    replicas, the kind of each step is chosen between calls of the train
-    function, which needs steps_per_execution=1)."""
-    warms_up = method in ("mwnet", "l2rw") or label_correction
-    return ((method == "mwnet" and meta_interval > 1)
-            or (warms_up and meta_warmup_steps > 0))
-
-
 def check_label_correction(label_correction, ema_decay, method):
     """Label correction mixes V's weight with an averaged model's
     prediction, so it needs a V (mwnet or fixed) and a decay in (0, 1)."""
@@ -77,9 +68,10 @@ def check_steps_per_execution(method, meta_interval, meta_warmup_steps,
                               label_correction=False):
     """Raises ValueError where several replicas would need the kind of step
     chosen inside one call of the train function."""
-    if (step_kinds_differ(method, meta_interval, meta_warmup_steps,
-                          label_correction)
-            and num_replicas > 1 and steps_per_execution != 1):
+    schedule = StepSchedule(method, meta_interval, meta_warmup_steps,
+                            label_correction)
+    if (schedule.steps_differ and num_replicas > 1
+            and steps_per_execution != 1):
         raise ValueError(
             "meta_interval > 1 or meta_warmup_steps > 0 under a "
             "multi-replica strategy chooses the kind of step between calls "

@@ -3,8 +3,8 @@ tf.distribute do not let the training step say it plainly.
 
 Each piece here can be deleted when the library it works around changes;
 each says what would have to change. Which steps take the meta step (or
-warm up) is the trainer's to say (`MetaWeightNet._meta_step_at`,
-`_warming_up_at`); this module only decides how a step learns which it is.
+warm up) is the model's `schedule` (a `mwnet_tf.step_schedule.StepSchedule`)
+to say; this module only decides how a step learns which it is.
 
 - Steps that are not all alike (the meta step every `meta_interval`-th
   step, a warm-up without meta steps): a conditional meta step inside the
@@ -22,61 +22,35 @@ warm up) is the trainer's to say (`MetaWeightNet._meta_step_at`,
   about.
 """
 
-import itertools
-
 import keras
 import tensorflow as tf
 from keras import ops
 
 from mwnet_tf import distribute as distribute_lib
+from mwnet_tf.step_schedule import STEP_KINDS, StepKind
 
 
 class FitWorkarounds(keras.Model):
-    """A mixin for `keras.Model` subclasses whose steps are not all alike.
+    """A `keras.Model` base for models whose steps are not all alike.
 
-    The subclass says which steps are which, as functions of the step
-    number (a Python int on the host, a tensor in the graph):
-    `_meta_step_at(step)` (takes the meta step; only asked when
-    `_takes_meta_steps()`), `_warming_up_at(step)` (trains with weights of
-    1; only asked when `_warms_up_unweighted()`) and `_steps_differ()`
-    (whether any two steps of the run differ). This class decides how: two
-    or more traced functions chosen on the host, or `tf.cond` in the graph.
-    Its `train_step` calls `_when_meta_step_due(meta_step, other_step)` and
+    The subclass sets `self.schedule`, a `StepSchedule` (which kind of
+    step runs at step t); this class decides how a step learns its kind:
+    two or more traced functions chosen on the host, or `tf.cond` in the
+    graph. The subclass's `train_step` calls
+    `_when_meta_step_due(meta_step, other_step)` and
     `_unless_warming_up(weighted, unweighted)` and passes its logs through
     `_logs_for_keras`.
     """
 
-    # What the step about to run is, (meta step?, warming up?), set before
-    # each call when the host chooses; each traced function keeps the value
-    # it was traced with.
-    _step_kind = (True, False)
-
-    def _takes_meta_steps(self):
-        raise NotImplementedError
-
-    def _warms_up_unweighted(self):
-        raise NotImplementedError
-
-    def _steps_differ(self):
-        raise NotImplementedError
-
-    def _meta_step_at(self, step):
-        raise NotImplementedError
-
-    def _warming_up_at(self, step):
-        raise NotImplementedError
-
-    def _kind_of_step(self, step):
-        """What step number `step` (a Python int) does, as a hashable key
-        whose values are the traced functions that differ."""
-        return (self._takes_meta_steps() and bool(self._meta_step_at(step)),
-                self._warms_up_unweighted()
-                and bool(self._warming_up_at(step)))
+    # The kind of the step about to run (a `StepKind`), set before each
+    # call when the host chooses; each traced function keeps the value it
+    # was traced with.
+    _step_kind = StepKind(meta_step=True, warming_up=False)
 
     def _kind_chosen_on_host(self):
         """Whether each kind of step is its own traced function, chosen
         before each call (see the module docstring)."""
-        return self._steps_differ() and (
+        return self.schedule.steps_differ and (
             self.distribute_strategy.num_replicas_in_sync > 1
             or self.steps_per_execution == 1)
 
@@ -90,24 +64,25 @@ class FitWorkarounds(keras.Model):
         meta step when all steps take it, by the host's choice when the
         kinds are separate functions, else under `tf.cond` on the step
         counter."""
-        if not self._takes_meta_steps():
+        if not self.schedule.takes_meta_steps:
             return other_step()
-        if not self._steps_differ():
+        if not self.schedule.steps_differ:
             return meta_step()
         if self._kind_chosen_on_host():
             # A Python bool, fixed at trace time.
-            return meta_step() if self._step_kind[0] else other_step()
-        return tf.cond(self._meta_step_at(self._step_number()), meta_step,
-                       other_step)
+            return meta_step() if self._step_kind.meta_step else other_step()
+        return tf.cond(self.schedule.meta_step_at(self._step_number()),
+                       meta_step, other_step)
 
     def _unless_warming_up(self, weighted, unweighted):
         """`unweighted()` on the warm-up's steps, `weighted()` on the others."""
-        if not (self._steps_differ() and self._warms_up_unweighted()):
+        if not (self.schedule.steps_differ
+                and self.schedule.warms_up_unweighted):
             return weighted()
         if self._kind_chosen_on_host():
-            return unweighted() if self._step_kind[1] else weighted()
-        return tf.cond(self._warming_up_at(self._step_number()), unweighted,
-                       weighted)
+            return unweighted() if self._step_kind.warming_up else weighted()
+        return tf.cond(self.schedule.warming_up_at(self._step_number()),
+                       unweighted, weighted)
 
     def make_train_function(self, force=False):
         if not self._kind_chosen_on_host():
@@ -117,14 +92,14 @@ class FitWorkarounds(keras.Model):
         # One tf.function per kind; each traces only if a step of its kind
         # runs, with the kind it is called with.
         functions = {}
-        for kind in itertools.product((True, False), repeat=2):
+        for kind in STEP_KINDS:
             super().make_train_function(force=True)
             functions[kind] = self.train_function
 
         def train_function(iterator):
             # Read on the host, before the step: the step about to run is
             # iteration `iterations`, as in the single-replica tf.cond.
-            self._step_kind = self._kind_of_step(
+            self._step_kind = self.schedule.kind_at(
                 int(self.optimizer.iterations.numpy()))
             return functions[self._step_kind](iterator)
 

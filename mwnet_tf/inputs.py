@@ -137,3 +137,50 @@ def unpack(data, needs_meta=True):
             "mwnet_tf.with_meta(train_ds, meta_ds) (method='ce' and "
             "'fixed' also take plain (x, y)).") from error
     return (x, integer_labels(y), corrupted), (x_meta, integer_labels(y_meta))
+
+
+def check_labels_before_fit(x, y, num_classes):
+    """Checks the labels `fit` is about to read, on the host, in one line.
+
+    A dataset's first element is read once (training and meta labels
+    alike); arrays are checked whole. Each set's labels must be class
+    indices in 0 .. num_classes - 1, or one-hot / soft labels of
+    `num_classes` columns; out of range they would end in a graph error
+    deep in the step (or, for CE, in no error at all). Distributed
+    datasets are not read here.
+
+    Raises:
+        ValueError: Naming the set (training or meta) and what was wrong.
+    """
+    if isinstance(x, tf.data.Dataset):
+        element = next(iter(x.take(1)), None)
+        if element is None:
+            return
+        try:
+            (train, meta) = element if isinstance(element[0], tuple) else (
+                element, None)
+            sets = [("training", train[1])]
+            if meta is not None:
+                sets.append(("meta", meta[1]))
+        except (TypeError, IndexError):
+            return  # unpack() says what the elements should be.
+    elif y is not None and not isinstance(x, tf.distribute.DistributedDataset):
+        sets = [("training", y)]
+    else:
+        return
+    for which, labels in sets:
+        labels = tf.convert_to_tensor(labels)
+        if labels.shape.rank == 2 and labels.shape[-1] not in (1, num_classes):
+            raise ValueError(
+                f"The {which} labels are {labels.shape[-1]}-column one-hot "
+                f"(shape {labels.shape}), but the classifier has "
+                f"{num_classes} outputs; give class indices or "
+                f"{num_classes}-column one-hot labels.")
+        values = integer_labels(labels).numpy()
+        bad = (values < 0) | (values >= num_classes)
+        if bad.any():
+            raise ValueError(
+                f"The {which} labels must be class indices in "
+                f"0..{num_classes - 1} (the classifier has {num_classes} "
+                f"outputs); the first {which} batch holds "
+                f"{int(values[bad][0])}.")

@@ -9,8 +9,8 @@ that test instead of breaking a run (or silently skipping a workaround).
 Two kinds:
 
 - Private calls (`flatten_layers`, `optimizer_variable_index`,
-  `in_multi_worker_mode`): the package calls these functions, never the
-  private API itself.
+  `in_multi_worker_mode`, `set_initial_epoch`, `monitored_metrics`): the
+  package calls these functions, never the private API itself.
 - Private methods the package overrides (`MODEL_MAYBE_SYMBOLIC_BUILD`,
   `BACKUP_AND_RESTORE_SAVE_MODEL`): the override stays in its class, and the
   `PrivateHook` here names the method and the parameters the override
@@ -101,6 +101,30 @@ def set_initial_epoch(model, epoch):
     (FiniteBackupAndRestore restores its own backup files).
     """
     model._initial_epoch = int(epoch)
+
+
+def monitored_metrics(metrics, directions):
+    """A metric that shows Keras's monitoring callbacks which way `metrics`
+    improve, for a model that builds its own metrics (no `compile(metrics=)`).
+
+    Stands for `Metric._direction` ("up" or "down", set here for the names
+    in `directions`) and `keras.src.trainers.compile_utils.MetricsList`:
+    with `mode="auto"`, EarlyStopping, ModelCheckpoint and
+    ReduceLROnPlateau look for a metric's direction only among the members
+    of such lists (a compiled model's), so a custom model's own trackers
+    would make them fail. List the returned object in the model's `metrics`
+    beside the trackers: it reads and resets the same trackers.
+    """
+    from keras.src.trainers import compile_utils
+
+    class Monitored(compile_utils.MetricsList):
+        def result(self):  # What Model.get_metrics_result reads: a dict.
+            return self.get_result()
+
+    for metric in metrics:
+        if metric.name in directions:
+            metric._direction = directions[metric.name]
+    return Monitored(list(metrics), name="monitored")
 
 
 class PrivateHook(typing.NamedTuple):

@@ -16,16 +16,24 @@ META_SCOPES = ("all", "head")
 
 
 def parse_meta_scope(text):
-    """`--meta_scope`'s text as `lookahead_layers` takes it; None when it
-    is malformed ("5" -> 5, "a,b" -> ["a", "b"], "all" and "head" as they
-    are)."""
-    text = (text or "").strip()
-    if text.isdigit():
-        return int(text) if int(text) > 0 else None
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        return None
-    return text if text in META_SCOPES else names
+    """`--meta_scope`'s text as `lookahead_layers` takes it ("5" -> 5,
+    "a,b" -> ["a", "b"], "all" and "head" as they are).
+
+    Raises:
+        ValueError: `text` is none of these forms (the flag's rule).
+    """
+    stripped = (text or "").strip()
+    if stripped.isdigit():
+        if int(stripped) > 0:
+            return int(stripped)
+    else:
+        names = [name.strip() for name in stripped.split(",")]
+        if all(names):
+            return stripped if stripped in META_SCOPES else names
+    raise ValueError(
+        "meta_scope must be all, head, a positive integer or comma-separated "
+        "layer names, e.g. 5 or stage3_block5_conv2,logits; got "
+        f"{text!r}.")
 
 
 def _layers_in_order(layer):

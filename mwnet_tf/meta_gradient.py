@@ -60,6 +60,14 @@ def sum_over_replicas(values):
     return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
+def replica_share(loss_scale=1.0):
+    """What turns a true gradient of the global batch into the gradient an
+    optimiser's `apply` expects from this replica: its share (the
+    optimiser sums over replicas) at the optimiser's loss scale (which it
+    divides out). The one place the trainer converts units."""
+    return loss_scale / num_replicas()
+
+
 def add_l2(grads, variables, weight_decay, scale):
     """PyTorch-style L2: weight_decay * w added to the gradient of every weight.
 
@@ -266,8 +274,24 @@ class Lookahead:
         return looked_ahead
 
 
+class MetaObjective(NamedTuple):
+    """J(c) and what computing it gave on the way.
+
+    Attributes:
+        loss: This replica's share of the meta loss J (its mean over its
+            meta slice / num_replicas).
+        outputs: The classifier's outputs on the meta batch at w_hat.
+        step_gradients: The true, global gradients of sum_i c_i l_i w.r.t.
+            the looked-ahead variables: what the lookahead stepped along.
+    """
+
+    loss: object
+    outputs: object
+    step_gradients: list
+
+
 def meta_objective(forward, coefficients, lookahead, x_meta, y_meta,
-                   per_example_loss, with_step_gradients=False):
+                   per_example_loss):
     """J(c): the clean loss at the weights one lookahead step along
     grad_w sum_i c_i l_i reaches; differentiable in `coefficients`.
 
@@ -277,10 +301,7 @@ def meta_objective(forward, coefficients, lookahead, x_meta, y_meta,
     pass (as MW-Net.py's meta model does); nothing is assigned.
 
     Returns:
-        (meta_loss, meta_outputs): `meta_loss` is this replica's share
-        (its mean over its meta slice / num_replicas). With
-        `with_step_gradients`, also the gradients the lookahead stepped
-        along (`Forward.lookahead_gradients`, true and global).
+        A `MetaObjective`.
     """
     moved = forward.lookahead_variables
     step_gradients = forward.lookahead_gradients(coefficients)
@@ -289,46 +310,62 @@ def meta_objective(forward, coefficients, lookahead, x_meta, y_meta,
     meta_outputs, _ = forward.classifier.stateless_call(
         weights, forward.state, x_meta, training=True)
     meta_loss = ops.mean(per_example_loss(y_meta, meta_outputs)) / num_replicas()
-    if with_step_gradients:
-        return meta_loss, meta_outputs, step_gradients
-    return meta_loss, meta_outputs
+    return MetaObjective(meta_loss, meta_outputs, step_gradients)
+
+
+class MetaGradients(NamedTuple):
+    """MW-Net's meta-gradient and what the step after it can reuse.
+
+    Attributes:
+        grads: d J / d theta, aligned with the weighting net's trainable
+            variables, at the meta optimiser's loss scale.
+        loss, outputs: The meta loss (this replica's share) and outputs.
+        weights: V(l; theta) before any update to theta (no gradient).
+        step_gradients: What the lookahead stepped along (true, global; no
+            gradient): the real step's gradient with `weights`.
+    """
+
+    grads: list
+    loss: object
+    outputs: object
+    weights: object
+    step_gradients: list
 
 
 def meta_gradients(forward, weighting_net, lookahead, x_meta, y_meta,
-                   per_example_loss, normalization="mean", loss_scale=1.0,
-                   with_lookahead_step=False):
+                   per_example_loss, normalization="mean", loss_scale=1.0):
     """MW-Net's step 3 gradient: d J(coefficients(V(l; theta))) / d theta.
 
     Args:
         loss_scale: Multiplies J before differentiating (the meta
             optimiser's loss scale, which its `apply` divides out).
-        with_lookahead_step: Also return what the lookahead used, for a
-            real step that reuses it (`real_step_weights="lookahead"`).
 
     Returns:
-        (grads aligned with `weighting_net.trainable_variables`, meta_loss,
-        meta_outputs); with `with_lookahead_step`, a fourth element
-        (weights, gradients): V(l; theta) before any update to theta, and
-        the true, global gradients of sum_i c_i l_i w.r.t. the lookahead's
-        variables that the lookahead stepped along; neither carries a
-        gradient.
+        A `MetaGradients`.
     """
     theta = weighting_net.trainable_variables
     with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
         meta_tape.watch([v.value for v in theta])
         weights = weighting_net(ops.stop_gradient(forward.losses),
                                 forward.labels)
-        meta_loss, meta_outputs, step_gradients = meta_objective(
+        objective = meta_objective(
             forward, loss_coefficients(weights, normalization,
                                        forward.corrected), lookahead,
-            x_meta, y_meta, per_example_loss, with_step_gradients=True)
-        target = meta_loss * ops.cast(loss_scale, meta_loss.dtype)
+            x_meta, y_meta, per_example_loss)
+        target = objective.loss * ops.cast(loss_scale, objective.loss.dtype)
     grads = meta_tape.gradient(target, theta)
-    if not with_lookahead_step:
-        return grads, meta_loss, meta_outputs
-    return grads, meta_loss, meta_outputs, (
-        ops.stop_gradient(weights),
-        [ops.stop_gradient(g) for g in step_gradients])
+    return MetaGradients(
+        grads, objective.loss, objective.outputs, ops.stop_gradient(weights),
+        [ops.stop_gradient(g) for g in objective.step_gradients])
+
+
+class L2RWWeights(NamedTuple):
+    """Learning to Reweight's raw weights (no gradient), the meta loss
+    (this replica's share) and outputs they came from."""
+
+    weights: object
+    loss: object
+    outputs: object
 
 
 def l2rw_weights(forward, lookahead, x_meta, y_meta, per_example_loss):
@@ -338,13 +375,15 @@ def l2rw_weights(forward, lookahead, x_meta, y_meta, per_example_loss):
     scale under which J is differentiated cancels.
 
     Returns:
-        (weights, meta_loss, meta_outputs); the weights carry no gradient.
+        An `L2RWWeights`.
     """
     epsilon = ops.zeros_like(forward.losses)
     with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
         meta_tape.watch(epsilon)
-        meta_loss, meta_outputs = meta_objective(
-            forward, epsilon, lookahead, x_meta, y_meta, per_example_loss)
-        scaled = meta_loss * ops.cast(forward.loss_scale, meta_loss.dtype)
+        objective = meta_objective(forward, epsilon, lookahead, x_meta,
+                                   y_meta, per_example_loss)
+        scaled = objective.loss * ops.cast(forward.loss_scale,
+                                           objective.loss.dtype)
     raw = ops.maximum(-meta_tape.gradient(scaled, epsilon), 0.0)
-    return ops.stop_gradient(raw), meta_loss, meta_outputs
+    return L2RWWeights(ops.stop_gradient(raw), objective.loss,
+                       objective.outputs)

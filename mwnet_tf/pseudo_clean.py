@@ -84,8 +84,9 @@ class PseudoCleanSelection(keras.callbacks.Callback):
             steps take meta steps, after at least one epoch of training.
         clean_labels: True labels [N] where known (-1 elsewhere), or None:
             then each epoch's log gets `meta_label_precision`, the share of
-            the chosen examples whose given label is right (NaN before the
-            first choice).
+            the chosen examples whose given label is right (from the first
+            choice on: an epoch before it, or whose chosen examples have no
+            known true label, logs none).
     """
 
     def __init__(self, dataset, labels, per_class, selection, first_epoch,
@@ -132,8 +133,8 @@ class PseudoCleanSelection(keras.callbacks.Callback):
                     == self.labels[chosen][known]))
 
     def on_epoch_end(self, epoch, logs=None):
-        # NaN before the first choice: a CSVLogger fixes its columns at the
-        # first epoch.
-        if logs is not None and self.clean_labels is not None:
-            logs["meta_label_precision"] = (
-                float("nan") if self.precision is None else self.precision)
+        # Only what was measured. (Keras's CSVLogger takes its columns from
+        # the first epoch it writes; the runner's HistoryLogger has this
+        # one from the start.)
+        if logs is not None and self.precision is not None:
+            logs["meta_label_precision"] = self.precision

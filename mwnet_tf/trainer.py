@@ -19,10 +19,11 @@ weights, so V learns how much to trust a label and how much the model.
 
 `train_step` below is these four steps; their mathematics is in
 `mwnet_tf.meta_gradient`, which scope of layers the lookahead moves in
-`mwnet_tf.layer_scope`, how the step fits into `keras.Model.fit` under
-tf.distribute (the meta step every k-th step, keras-team/keras#20585) in
-`mwnet_tf.fit_workarounds`, and the rules on the arguments in
-`mwnet_tf.arguments`.
+`mwnet_tf.layer_scope`, which kind of step runs when (the meta step every
+k-th step, the warm-up) in `mwnet_tf.step_schedule`, what a step logs in
+`mwnet_tf.step_metrics`, how the step fits into `keras.Model.fit` under
+tf.distribute (keras-team/keras#20585) in `mwnet_tf.fit_workarounds`, and
+the rules on the arguments in `mwnet_tf.arguments`.
 
 Step 4 reuses the forward pass of step 1: the loss values are the same (w has
 not moved), so only the backward pass is repeated with the new weights as
@@ -43,7 +44,7 @@ from mwnet_tf import layer_scope
 from mwnet_tf import meta_gradient as mg
 from mwnet_tf.fit_workarounds import FitWorkarounds
 from mwnet_tf.step_metrics import StepMetrics
-from mwnet_tf.arguments import step_kinds_differ
+from mwnet_tf.step_schedule import StepSchedule
 from mwnet_tf.weighting_net import WeightingNet
 # Re-exported: the names users and earlier releases import from here.
 from mwnet_tf.arguments import (  # noqa: F401
@@ -58,7 +59,7 @@ DEFAULT_EMA_DECAY = 0.997
 
 
 @keras.saving.register_keras_serializable(package="mwnet_tf")
-class MetaWeightNet(StepMetrics, FitWorkarounds):
+class MetaWeightNet(FitWorkarounds):
     """Wraps a classifier and trains it with Meta-Weight-Net reweighting.
 
     `fit` takes a dataset of `((x, y), (x_meta, y_meta))` or
@@ -108,8 +109,8 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             or loaded), "l2rw" with weights of 1. V learns to fall with the
             loss only once the loss tells corrupted labels from hard clean
             ones; meta steps before that teach it to rise, which later meta
-            steps must undo. The meta metrics read NaN in an epoch with no
-            meta step. Under several replicas as `meta_interval`.
+            steps must undo. The logs of an epoch with no meta step have no
+            meta metrics. Under several replicas as `meta_interval`.
         meta_scope: Which classifier variables the lookahead moves. "all"
             (default) is the exact algorithm. "head" (the last layer that
             owns weights), an integer k (the last k such layers, see
@@ -176,6 +177,10 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         self.weight_normalization = weight_normalization
         self.meta_interval = int(meta_interval)
         self.meta_warmup_steps = int(meta_warmup_steps)
+        # Which kind of step runs at step t (FitWorkarounds decides how a
+        # step learns it).
+        self.schedule = StepSchedule(method, self.meta_interval,
+                                     self.meta_warmup_steps, label_correction)
         self.real_step_weights = real_step_weights
         self.from_logits = from_logits
         self.label_correction = label_correction
@@ -188,7 +193,7 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         self._per_example_loss = functools.partial(
             mg.cross_entropy, from_logits=from_logits, dtype=self._loss_dtype)
 
-        self._create_trackers()
+        self.step_metrics = StepMetrics(method)
         self._averaged = self._create_average()
         self.built = True
 
@@ -229,7 +234,9 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
                 0.1, momentum 0.9, Nesterov.
             meta_optimizer: Weighting-net optimiser. Defaults to the paper's
                 Adam, lr 1e-3.
-            weight_decay: L2 coefficient of the classifier (paper: 5e-4).
+            weight_decay: L2 coefficient of the classifier (paper: 5e-4),
+                added whatever `optimizer` is given (e.g. an Adam of your
+                own); 0 leaves regularisation to the optimiser.
             meta_weight_decay: L2 coefficient of the weighting net (paper: 1e-4).
             **kwargs: Passed to `keras.Model.compile` (e.g. `steps_per_execution`,
                 `jit_compile`). `loss` and `metrics` are fixed by the method.
@@ -326,32 +333,11 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         # 4. The classifier step on the weighted loss.
         self._classifier_step(forward, grads)
         self._update_average()
-        return self._update_metrics(forward, y, coefficients, weights,
-                                    corrupted)
+        return self._logs_for_keras(self.step_metrics.record_step(
+            forward, y, coefficients, weights, corrupted))
 
     def _uses_meta_batches(self):
         return self.method in ("mwnet", "l2rw")
-
-    # Which step is which (FitWorkarounds decides how a step learns it). A
-    # step number is an int on the host, a tensor in the graph.
-
-    def _takes_meta_steps(self):
-        return self.method == "mwnet"
-
-    def _warms_up_unweighted(self):
-        return self.method == "l2rw" or self.label_correction
-
-    def _steps_differ(self):
-        return step_kinds_differ(self.method, self.meta_interval,
-                                 self.meta_warmup_steps, self.label_correction)
-
-    def _meta_step_at(self, step):
-        # The interval counts from the end of the warm-up.
-        return ((step >= self.meta_warmup_steps)
-                & ((step - self.meta_warmup_steps) % self.meta_interval == 0))
-
-    def _warming_up_at(self, step):
-        return step < self.meta_warmup_steps
 
     @property
     def _normalization(self):
@@ -392,26 +378,24 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         step's (weights, coefficients, scaled gradients)."""
         theta = self.weighting_net.trainable_variables
         meta_loss_scale = mg.loss_scale_of(self.meta_optimizer)
-        grads, meta_loss, meta_outputs, (weights, step_gradients) = (
-            mg.meta_gradients(
-                forward, self.weighting_net, self._lookahead, x_meta, y_meta,
-                self._per_example_loss, self._normalization, meta_loss_scale,
-                with_lookahead_step=True))
+        meta = mg.meta_gradients(
+            forward, self.weighting_net, self._lookahead, x_meta, y_meta,
+            self._per_example_loss, self._normalization, meta_loss_scale)
         # L2 in the units of the scaled gradients: the optimiser unscales both.
-        grads = mg.add_l2(grads, theta, self.meta_weight_decay,
-                          meta_loss_scale / mg.num_replicas())
+        grads = mg.add_l2(meta.grads, theta, self.meta_weight_decay,
+                          mg.replica_share(meta_loss_scale))
         self.meta_optimizer.apply(grads, theta)
-        self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
+        self.step_metrics.record_meta_step(meta.loss, y_meta, meta.outputs)
         if self.real_step_weights == "updated":
             return self._step_gradients(
                 forward, self._example_weights(forward, x_meta, y_meta))
         # The lookahead's gradient is the real step's with V before this
         # update: the global gradient, as this replica's share at the
         # classifier optimiser's loss scale (which it sums and unscales).
-        share = forward.loss_scale / mg.num_replicas()
-        return (weights, mg.loss_coefficients(weights, self._normalization,
-                                              forward.corrected),
-                [g * ops.cast(share, g.dtype) for g in step_gradients])
+        share = mg.replica_share(forward.loss_scale)
+        return (meta.weights, mg.loss_coefficients(
+                    meta.weights, self._normalization, forward.corrected),
+                [g * ops.cast(share, g.dtype) for g in meta.step_gradients])
 
     def _step_gradients(self, forward, weights):
         """(weights, coefficients, scaled gradients) of the real step with
@@ -432,10 +416,10 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             ops.stop_gradient(forward.losses), forward.labels))
 
     def _l2rw_weights(self, forward, x_meta, y_meta):
-        weights, meta_loss, meta_outputs = mg.l2rw_weights(
-            forward, self._lookahead, x_meta, y_meta, self._per_example_loss)
-        self._record_meta_metrics(meta_loss, y_meta, meta_outputs)
-        return weights
+        l2rw = mg.l2rw_weights(forward, self._lookahead, x_meta, y_meta,
+                               self._per_example_loss)
+        self.step_metrics.record_meta_step(l2rw.loss, y_meta, l2rw.outputs)
+        return l2rw.weights
 
     def _classifier_step(self, forward, grads):
         """Step 4: the optimiser step along the weighted loss's gradients."""
@@ -443,9 +427,8 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         # As Keras's own step: gradients of the scaled loss, which the
         # optimiser unscales (a LossScaleOptimizer under mixed_float16 also
         # skips non-finite steps); L2 joins them in the same units.
-        grads = mg.add_l2(grads, variables,
-                          self.weight_decay,
-                          forward.loss_scale / mg.num_replicas())
+        grads = mg.add_l2(grads, variables, self.weight_decay,
+                          mg.replica_share(forward.loss_scale))
         self.optimizer.apply(grads, variables)
         for variable, value in zip(self.classifier.non_trainable_variables,
                                    forward.state):
@@ -463,15 +446,65 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
             if average is not None:
                 average.assign(decay * average + (1.0 - decay) * variable.value)
 
+    # ------------------------------------------------- metrics, for Keras
+
+    @property
+    def metrics(self):
+        return self.step_metrics.model_metrics
+
+    def make_train_function(self, force=False):
+        # The step's logs have fixed keys (a traced function's outputs); the
+        # unmeasured meta metrics are dropped here, on the host, after each
+        # call, before Keras's callbacks (the progress bar among them) see
+        # them.
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force)
+        train_steps = self.train_function
+
+        def train_function(iterator):
+            return self.step_metrics.measured_only(
+                train_steps(iterator), self.distribute_strategy)
+
+        self.train_function = train_function
+        return self.train_function
+
+    def get_metrics_result(self):
+        # Keras reports these, not the last call's logs, at the end of an
+        # epoch when the two have the same keys: both leave out the
+        # unmeasured meta metrics.
+        return self.step_metrics.measured_only(
+            dict(super().get_metrics_result()), self.distribute_strategy)
+
     # ---------------------------------------------------------- public API
 
     def test_step(self, data):
-        x, y = data[0], inputs.integer_labels(data[1])
+        # The classifier alone, as a compiled Keras model would evaluate it:
+        # plain cross-entropy (not the weighted objective `loss` logs in
+        # training), `sample_weight` honoured.
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y = inputs.integer_labels(y)
         outputs = self.classifier(x, training=False)
-        self.loss_tracker.update_state(ops.mean(self._per_example_loss(y, outputs)))
-        self.accuracy_tracker.update_state(y, outputs)
-        return self._logs_for_keras({"loss": self.loss_tracker.result(),
-                                     "accuracy": self.accuracy_tracker.result()})
+        return self._logs_for_keras(self.step_metrics.record_evaluation(
+            self._per_example_loss(y, outputs), y, outputs, sample_weight))
+
+    def fit(self, x=None, *args, **kwargs):
+        """`keras.Model.fit`, after a one-line check of the labels it is
+        about to read (`inputs.check_labels_before_fit`)."""
+        y = args[0] if args else kwargs.get("y")
+        try:
+            num_classes = self.classifier.output_shape[-1]
+        except AttributeError:  # A subclassed classifier does not say.
+            num_classes = None
+        if num_classes is not None:
+            inputs.check_labels_before_fit(x, y, num_classes)
+        return super().fit(x, *args, **kwargs)
+
+    def export(self, filepath, format="tf_saved_model", **kwargs):
+        """Exports the classifier for serving (`keras.Model.export`): what
+        serves predictions is the classifier; V and the meta step are
+        training-time only."""
+        return self.classifier.export(filepath, format=format, **kwargs)
 
     def sample_weights(self, x, y, training=False):
         """The weights V(l_i; theta) the current nets give a batch.
@@ -534,10 +567,9 @@ class MetaWeightNet(StepMetrics, FitWorkarounds):
         Returns:
             A list of tensors aligned with `weighting_net.trainable_variables`.
         """
-        grads, _, _ = mg.meta_gradients(
+        return mg.meta_gradients(
             self._forward(x, y), self.weighting_net, self._lookahead, x_meta,
-            y_meta, self._per_example_loss, self._normalization)
-        return grads
+            y_meta, self._per_example_loss, self._normalization).grads
 
     def weighting_function(self, losses, labels=None):
         """V evaluated on given loss values, e.g. `np.linspace(0, 10, 200)`

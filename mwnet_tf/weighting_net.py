@@ -1,9 +1,6 @@
 """The weighting function V(loss; theta) of Meta-Weight-Net, and CMW-Net's
 class-aware one."""
 
-import json
-import os
-
 import keras
 import numpy as np
 from keras import ops
@@ -303,18 +300,11 @@ def check_trained(weighting_net, where="this weighting net"):
             "the weighting_net.keras of an mwnet run.")
 
 
-def _run_method(path):
-    """The --method of the run whose work directory holds `path`, if any."""
-    config_path = os.path.join(os.path.dirname(os.path.abspath(path)),
-                               "config.json")
-    try:
-        with open(config_path) as file:
-            return json.load(file).get("method")
-    except (OSError, ValueError, AttributeError):
-        return None
+# Methods whose V never takes a meta step: what they save is untrained.
+_UNTRAINED_BY = ("ce", "l2rw")
 
 
-def load_weighting_net(path, allow_untrained=False):
+def load_weighting_net(path, allow_untrained=False, saved_by_method=None):
     """Loads a saved weighting net (a run's `weighting_net.keras`).
 
     With `MetaWeightNet(classifier, load_weighting_net(path), method="fixed")`
@@ -324,8 +314,13 @@ def load_weighting_net(path, allow_untrained=False):
     Args:
         path: The saved file.
         allow_untrained: Load a V that never took a meta step too (its file
-            says 0 meta steps, or, for files saved before V counted them, it
-            sits in the work directory of a ce or l2rw run).
+            says 0 meta steps, or, for files saved before V counted them,
+            `saved_by_method` is ce or l2rw).
+        saved_by_method: The `method` of the training that saved the file
+            (e.g. a run's `--method`), where the caller knows it, else None.
+            Files saved before V counted its meta steps do not say whether
+            it took any: one saved by a ce or l2rw run is refused as
+            untrained.
 
     Raises:
         ValueError: The file does not hold a model that maps a batch of
@@ -349,10 +344,11 @@ def load_weighting_net(path, allow_untrained=False):
             "loss; give the weighting_net.keras of an mwnet_tf run.")
     if not allow_untrained:
         check_trained(net, where=path)
-        method = _run_method(path)
-        if getattr(net, "meta_steps", 0) is None and method in ("ce", "l2rw"):
+        if (getattr(net, "meta_steps", 0) is None
+                and saved_by_method in _UNTRAINED_BY):
             raise ValueError(
-                f"{path} was saved by a --method={method} run, which does "
-                "not train V: its weights are a random initialisation; give "
-                "the weighting_net.keras of an mwnet run.")
+                f"{path} was saved by a --method={saved_by_method} run, "
+                "which does not train V: its weights are a random "
+                "initialisation; give the weighting_net.keras of an mwnet "
+                "run.")
     return net

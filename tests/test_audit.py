@@ -1,4 +1,5 @@
-"""The label audit (mwnet_tf.audit) and reusing a learned V."""
+"""The label audit (mwnet_tf.label_audit, `python -m mwnet_tf.audit`) and
+reusing a learned V."""
 
 import csv
 import json
@@ -17,10 +18,10 @@ from test_main import REPO, _image_tree, _parse, _run, _tiny_args
 
 import mwnet_tf
 import mwnet_tf.data
-from mwnet_tf.audit import command as audit_lib
+from mwnet_tf import label_audit
+from mwnet_tf.runner import audit_command as audit_lib
 from mwnet_tf.runner import callbacks as callbacks_lib
 from mwnet_tf.runner import experiment
-from mwnet_tf.audit import label_audit
 from mwnet_tf.runner import main as main_lib
 from mwnet_tf.runner.run_config import RunConfig
 
@@ -311,28 +312,36 @@ def test_audit_rows_are_the_labels_the_run_trained_on(finished_run):
     examples = data.train_examples
     rows = _read_csv(workdir / "audit.csv")
     assert [int(r["rank"]) for r in rows] == list(range(1, len(examples) + 1))
-    # Most suspect first, by what the audit says it ranked by.
-    summary = results["label_audit"]
-    assert summary["weighting_function"]["shape"] in (
-        "decreasing", "increasing", "non-monotone", "flat")
-    assert summary["ranked_by"] == (
-        "weight" if summary["weighting_function"]["shape"] == "decreasing"
-        else "loss")
-    column = {"weight": "weight", "loss": "loss"}[summary["ranked_by"]]
-    ranked = np.array([float(r[column]) for r in rows])
-    if summary["ranked_by"] == "weight":
-        assert (np.diff(ranked) >= 0).all()  # Lowest weight first.
-    else:
-        assert (np.diff(ranked) <= 0).all()  # Highest loss first.
-
-    # Each row is the example its index names: its given (noisy) label, its
-    # file, and whether the noise changed its label.
+    # One row per example the run trained on, each with the label it
+    # trained on, by the run's own record of its training labels.
+    recorded = results["data"]
+    given = np.array([int(r["given_label"]) for r in rows])
+    assert len(rows) == recorded["num_train"]
+    assert np.bincount(given, minlength=recorded["num_classes"]).tolist() \
+        == recorded["train_counts_noisy"]
+    assert sum(int(r["corrupted"]) for r in rows) == sum(
+        recorded["corrupted_counts"])
+    # ...and with the true labels, the noise the run recorded, pair by pair.
     position = {int(i): p for p, i in enumerate(examples.index)}
     assert sorted(position) == sorted(int(r["index"]) for r in rows)
+    given_in_order = np.empty(len(rows), np.int64)
+    for row in rows:
+        given_in_order[position[int(row["index"])]] = int(row["given_label"])
+    np.testing.assert_array_equal(
+        mwnet_tf.data.label_noise_statistics(
+            examples.clean_labels, given_in_order,
+            recorded["num_classes"])["transition_matrix"],
+        recorded["transition_matrix_empirical"])
+
+    # Each row is the example its index names: its given (noisy) label, its
+    # file, whether the noise changed its label, and its loss.
     classifier = keras.saving.load_model(workdir / "classifier.keras")
     net = mwnet_tf.load_weighting_net(workdir / "weighting_net.keras")
-    predicted = np.concatenate([np.argmax(classifier.predict(x, verbose=0), 1)
-                                for x, _ in data.train_eval])
+    logits = np.concatenate([classifier.predict(x, verbose=0)
+                             for x, _ in data.train_eval])
+    predicted = np.argmax(logits, 1)
+    losses = keras.losses.sparse_categorical_crossentropy(
+        examples.labels, logits, from_logits=True).numpy()
     for row in rows:
         p = position[int(row["index"])]
         assert int(row["given_label"]) == examples.labels[p]
@@ -341,6 +350,24 @@ def test_audit_rows_are_the_labels_the_run_trained_on(finished_run):
         assert int(row["corrupted"]) == int(
             examples.labels[p] != examples.clean_labels[p])
         assert int(row["predicted_label"]) == predicted[p]
+        assert float(row["loss"]) == pytest.approx(losses[p], abs=2e-4)
+
+    # Most suspect first, by V's shape over these losses, described here
+    # from the run's saved V: by its weight where it falls with the loss,
+    # else by the loss.
+    shape = label_audit.weighting_function_shape(net, losses,
+                                                 examples.labels)
+    summary = results["label_audit"]
+    assert summary["weighting_function"]["shape"] == shape["shape"]
+    assert summary["weighting_function"]["loss_range"] == pytest.approx(
+        shape["loss_range"], abs=1e-4)
+    assert summary["ranked_by"] == (
+        "weight" if shape["shape"] == "decreasing" else "loss")
+    ranked = np.array([float(r[summary["ranked_by"]]) for r in rows])
+    if summary["ranked_by"] == "weight":
+        assert (np.diff(ranked) >= 0).all()  # Lowest weight first.
+    else:
+        assert (np.diff(ranked) <= 0).all()  # Highest loss first.
         # The weight is V's verdict on the row's loss.
         assert float(row["weight"]) == pytest.approx(
             float(net(np.array([float(row["loss"])], "float32"))[0]),
@@ -360,8 +387,12 @@ def test_audit_rows_are_the_labels_the_run_trained_on(finished_run):
     with open(workdir / "suspect_labels.png", "rb") as file:
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
     # Written through temporary files, yet as readable as the outputs
-    # written by a plain open() (Keras's CSVLogger: history.csv).
-    for name in label_audit.OUTPUTS + ("results.json", "config.json"):
+    # written by a plain open() (history.csv).
+    # An image folder's labels come back out as a CSV (a label array's
+    # would be labels.npz).
+    assert audit["labels_out"] == "labels.csv"
+    written = [name for name in label_audit.OUTPUTS if name != "labels.npz"]
+    for name in written + ["results.json", "config.json"]:
         assert (os.stat(workdir / name).st_mode & 0o777
                 == os.stat(workdir / "history.csv").st_mode & 0o777)
     assert os.listdir(workdir / "tensorboard" / "audit")
@@ -373,16 +404,18 @@ def test_audit_command_reproduces_the_audit_of_the_run(finished_run,
     workdir, results = finished_run
     copy = tmp_path / "run"
     shutil.copytree(workdir, copy)
-    for name in label_audit.OUTPUTS:
+    written = [name for name in label_audit.OUTPUTS if name != "labels.npz"]
+    for name in written:
         os.remove(copy / name)
     process = subprocess.run(
         [sys.executable, "-m", "mwnet_tf.audit", f"--workdir={copy}",
          "--verbose=0"], cwd=REPO, capture_output=True, text=True,
         timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert process.returncode == 0, process.stderr
-    with open(workdir / "audit.csv") as a, open(copy / "audit.csv") as b:
-        assert a.read() == b.read()
-    for name in label_audit.OUTPUTS + ("results.json",):
+    for name in ("audit.csv", "labels.csv"):
+        with open(workdir / name) as a, open(copy / name) as b:
+            assert a.read() == b.read()
+    for name in written + ["results.json"]:
         assert (os.stat(copy / name).st_mode & 0o777
                 == os.stat(workdir / name).st_mode & 0o777)
     with open(copy / "results.json") as file:

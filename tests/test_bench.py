@@ -229,7 +229,7 @@ def test_accuracy_trains_one_tiny_variant_end_to_end(tiny_archive, tmp_path):
 
 
 def test_audit_csv_writes_and_times_the_csv(tmp_path):
-    from mwnet_tf.audit import label_audit
+    from mwnet_tf import label_audit
 
     rows = 500
     path = tmp_path / "audit.csv"
@@ -314,19 +314,12 @@ def _half_unit(printed):
 
 def _ratio_bounds(numerator, denominator):
     """The smallest and largest ratio of the unrounded values behind two
-    printed numbers."""
+    printed numbers: the bench scripts print a ratio of two medians before
+    rounding either (0.0034 / 0.0036 prints as 0.003, 0.004 and 0.94), so
+    a printed ratio is checked against this interval."""
     n, d = float(numerator), float(denominator)
     dn, dd = _half_unit(numerator), _half_unit(denominator)
     return (n - dn) / (d + dd), (n + dn) / max(d - dd, 1e-12)
-
-
-def test_ratio_bounds_hold_the_ratio_of_the_unrounded_values():
-    # 0.0034 / 0.0036 prints as 0.003 / 0.004 with the ratio 0.94.
-    low, high = _ratio_bounds("0.003", "0.004")
-    assert low <= 0.0034 / 0.0036 <= high
-    assert not low <= 1.5 <= high
-    assert _ratio_bounds("1633", "1077") == pytest.approx(
-        (1632.5 / 1077.5, 1633.5 / 1076.5))
 
 
 @pytest.mark.slow

@@ -108,7 +108,7 @@ def test_meta_gradient_matches_finite_differences(normalization):
     x, y, x_meta, y_meta = ref.batches(5, dtype="float64")
     forward = mg.Forward(classifier, x, y, lambda t, o: mg.cross_entropy(
         t, o, dtype="float64"))
-    grads, meta_loss, _ = mg.meta_gradients(
+    grads, meta_loss, *_ = mg.meta_gradients(
         forward, net, mg.Lookahead(optimizer), x_meta, y_meta,
         lambda t, o: mg.cross_entropy(t, o, dtype="float64"), normalization)
 

@@ -9,6 +9,7 @@ import mwnet_tf
 from reference_math import FEATURES, NUM_CLASSES
 from reference_math import batches as _batches
 from reference_math import classifier as _classifier
+from test_trainer import traces_of
 
 DECAY = 0.9  # Far from 1, so that a few steps move the average visibly.
 
@@ -135,11 +136,16 @@ def test_two_replicas_match_one_device(real_step_weights,
     single = _model(**options)
     _train(single, data, 5)
     in_graph = _model(steps_per_execution=5, **options)
-    assert not in_graph._kind_chosen_on_host()
+    in_graph_traces = traces_of(in_graph)
     _train(in_graph, data, 5)
     with two_replica_strategy.scope():
         mirrored = _model(**options)
+    mirrored_traces = traces_of(mirrored)
     _train(mirrored, data, 5)
+    # Every kind of step in one function (tf.cond); on two replicas one
+    # function per kind (warm-up, meta step, neither), each traced on
+    # both replicas.
+    assert (len(in_graph_traces), len(mirrored_traces)) == (1, 6)
     assert int(mirrored.meta_optimizer.iterations.numpy()) == 2
     assert _max_difference(single, in_graph) < 1e-5
     assert _max_difference(single, mirrored) < 1e-5

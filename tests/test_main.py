@@ -73,8 +73,7 @@ def test_the_fast_option_composes_with_every_experiment():
     assert command.startswith("## python -m mwnet_tf.main --flagfile=flags/")
     for path in experiments:
         name = os.path.basename(path)[:-4]
-        given = (["--data_path=my_images"] if name in USER_DATA_FLAGFILES
-                 else [])
+        given = USER_DATA_FLAGFILES.get(name, [])
         with flagsaver.flagsaver():
             _parse([f"--flagfile={path}", "--flagfile=flags/fast.cfg",
                     *given])
@@ -94,8 +93,14 @@ def _run(args):
 # Flagfiles that are not experiments: the shared base, and options added
 # after an experiment's flagfile.
 OPTION_FLAGFILES = ("base", "fast")
-# Flagfiles of a user's own data: the command adds --data_path.
-USER_DATA_FLAGFILES = ("own_data",)
+# Flagfiles of a user's own data: what the command adds (their first line).
+USER_DATA_FLAGFILES = {
+    "own_data": ["--data_path=my_images"],
+    "cifar10n_aggre": ["--labels_file=cifar10n.npz"],
+    "cifar10n_random1": ["--labels_file=cifar10n.npz"],
+    "cifar10n_worse": ["--labels_file=cifar10n.npz"],
+    "cifar100n_noisy": ["--labels_file=cifar100n.npz"],
+}
 
 
 @pytest.mark.parametrize("path", FLAGFILES, ids=os.path.basename)
@@ -108,8 +113,10 @@ def test_every_flagfile_parses_and_validates(path):
     assert lines[0] == f"## python -m mwnet_tf.main --flagfile=flags/{name}.cfg" \
         or lines[0].startswith(f"## python -m mwnet_tf.main "
                                f"--flagfile=flags/{name}.cfg ")
-    # Flagfiles for the user's own data take the data's path from them.
-    given = ["--data_path=my_images"] if name in USER_DATA_FLAGFILES else []
+    # Flagfiles for the user's own data take its path from the command,
+    # which their first line shows.
+    given = USER_DATA_FLAGFILES.get(name, [])
+    assert all(arg.split("=")[0] + "=" in lines[0] for arg in given)
     with flagsaver.flagsaver():
         _parse([f"--flagfile={path}", *given])
         assert FLAGS.workdir == f"runs/{name}"
@@ -145,9 +152,18 @@ def test_pseudo_clean_corrected_run_chooses_corrects_and_suggests(
     assert np.isfinite(results["final_test_loss"])
     history = callbacks_lib.read_history(workdir / "history.csv")
     # Chosen from epoch 1 on (5 steps of warm-up, 5 steps an epoch): the
-    # share of the chosen labels that are right is logged.
-    assert np.isnan(history[0]["meta_label_precision"])
+    # share of the chosen labels that are right is logged from then on,
+    # as are the meta metrics (the first meta step is step 5); epoch 0
+    # measured neither, and its cells are empty, not NaN.
+    for name in ("meta_label_precision", "meta_loss", "meta_accuracy"):
+        assert name not in history[0]
     assert 0.0 <= history[1]["meta_label_precision"] <= 1.0
+    assert np.isfinite(history[1]["meta_loss"])
+    with open(workdir / "history.csv") as file:
+        rows = list(csv.reader(file))
+    assert {"meta_label_precision", "meta_loss"} <= set(rows[0])
+    assert len({len(row) for row in rows}) == 1
+    assert "nan" not in {cell.lower() for row in rows for cell in row}
     assert (workdir / "averaged_classifier.keras").exists()
     audit = results["label_audit"]
     assert audit["suggested_by"] == "averaged classifier"
@@ -189,11 +205,18 @@ def test_end_to_end_run_writes_results(method, image_tree, tmp_path):
     history = callbacks_lib.read_history(workdir / "history.csv")
     assert saved["final_test_accuracy"] == pytest.approx(
         history[-1]["val_accuracy"])
-    assert np.isnan(history[0]["val_accuracy"]) == (test_every > 1)
-    assert saved["best_test_accuracy"] == pytest.approx(np.nanmax(
-        [row["val_accuracy"] for row in history]))
-    # Every row has the same columns, and the meta set is evaluated in both.
-    assert history[0].keys() == history[1].keys()
+    # An untested epoch has no test metrics (an empty cell), not NaN.
+    assert ("val_accuracy" in history[0]) == (test_every == 1)
+    assert saved["best_test_accuracy"] == pytest.approx(max(
+        row["val_accuracy"] for row in history if "val_accuracy" in row))
+    # Every row has the same columns, the test metrics' from the first row
+    # on, and the meta set is evaluated in both.
+    with open(workdir / "history.csv") as file:
+        rows = list(csv.reader(file))
+    assert {"val_accuracy", "val_loss"} <= set(rows[0])
+    assert len({len(row) for row in rows}) == 1
+    assert history[0].keys() | {"val_accuracy", "val_loss"} == (
+        history[1].keys())
     assert all(np.isfinite(row["meta_eval_accuracy"]) for row in history)
     assert saved["epochs_completed"] == 2
     assert saved["data"]["num_classes"] == 4
@@ -689,18 +712,35 @@ def test_an_untrained_weighting_net_is_refused(tmp_path):
         _run(["--flagfile=flags/base.cfg", f"--workdir={tmp_path / 'run'}",
               "--method=fixed", f"--weighting_net={untrained}"])
     assert not (tmp_path / "run").exists()
-    # Files saved before V counted its meta steps: its run tells.
+    # Files saved before V counted its meta steps: the method that saved
+    # them tells. The runner reads it from the config.json of the run
+    # that holds the file; the library is given it and reads no other file.
     for method, refused in (("ce", True), ("l2rw", True), ("mwnet", False)):
         run = tmp_path / method
         run.mkdir()
         (run / "config.json").write_text(json.dumps({"method": method}))
         old = run / "weighting_net.keras"
         mwnet_tf.WeightingNet(hidden_sizes=(4,), meta_steps=None).save(old)
+        assert mwnet_tf.load_weighting_net(old).meta_steps is None
         if refused:
             with pytest.raises(ValueError, match=f"--method={method} run"):
-                mwnet_tf.load_weighting_net(old)
+                mwnet_tf.load_weighting_net(old, saved_by_method=method)
+            with pytest.raises(ValueError, match=f"--method={method} run"):
+                experiment.load_run_weighting_net(old)
+            with pytest.raises(main_lib.ExperimentError,
+                               match=f"--weighting_net: .*--method={method} "
+                               "run, which does not train V"):
+                _run(["--flagfile=flags/base.cfg",
+                      f"--workdir={tmp_path / 'run'}", "--method=fixed",
+                      f"--weighting_net={old}"])
+            assert not (tmp_path / "run").exists()
+            assert mwnet_tf.load_weighting_net(
+                old, allow_untrained=True,
+                saved_by_method=method).meta_steps is None
         else:
-            assert mwnet_tf.load_weighting_net(old).meta_steps is None
+            assert mwnet_tf.load_weighting_net(
+                old, saved_by_method=method).meta_steps is None
+            assert experiment.load_run_weighting_net(old).meta_steps is None
     assert mwnet_tf.load_weighting_net(
         untrained, allow_untrained=True).meta_steps == 0
 
@@ -708,7 +748,7 @@ def test_an_untrained_weighting_net_is_refused(tmp_path):
 @pytest.mark.slow
 def test_a_failing_audit_keeps_the_results_and_says_why(
         image_tree, tmp_path, monkeypatch, caplog):
-    from mwnet_tf.audit import label_audit
+    from mwnet_tf import label_audit
 
     def broken_audit(*args, **kwargs):
         raise ImportError("No module named 'keras_cv'")
@@ -735,3 +775,92 @@ def test_test_epochs_are_every_nth_and_the_last():
     assert main_lib.test_epochs(5, 2) == [2, 4, 5]
     assert main_lib.test_epochs(6, 3) == [3, 6]
     assert main_lib.test_epochs(2, 5) == [2]
+
+
+SHARED_ARCHIVE = os.path.join(os.path.dirname(REPO), "shared", "data",
+                              "cifar10-jpeg.tar.gz")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isfile(SHARED_ARCHIVE),
+                    reason="needs the shared CIFAR-10 archive at "
+                    "../shared/data/cifar10-jpeg.tar.gz beside the checkout")
+def test_labels_round_trip_on_the_shared_archive(tmp_path):
+    # Folder -> CSV: part of the archive's class folders as a label table.
+    import tarfile
+    with tarfile.open(SHARED_ARCHIVE) as tar:
+        names = [n for n in tar.getnames() if n.endswith(".jpg")]
+    rows = []
+    for name in sorted(names):
+        split, label, file = name.split("/")[-3:]
+        if int(file[:-4]) < {"train": 12, "test": 3}[split]:
+            rows.append((name, label, split))
+    labels = tmp_path / "labels.csv"
+    with open(labels, "w", newline="") as file:
+        csv.writer(file).writerows([("path", "label", "split"), *rows])
+    cache = tmp_path / "cache"
+    # -> training (synthetic noise on the file's labels) -> audit -> CSV.
+    first = tmp_path / "first"
+    _run(_tiny_args(first, SHARED_ARCHIVE, cache, f"--labels_file={labels}",
+                    "--noise=uniform", "--noise_rate=0.4", "--epochs=1"))
+    with open(first / "labels.csv", newline="") as file:
+        out = list(csv.DictReader(file))
+    assert [(r["path"], r["split"]) for r in out] == [
+        (os.path.normpath(p), s) for p, _, s in rows]
+    with open(first / "audit.csv", newline="") as file:
+        audited = {r["file"]: r for r in csv.DictReader(file)}
+    assert len(audited) == 100  # 120 training rows less 2 meta per class.
+    for row in out:
+        if row["path"] in audited:  # The labels it trained on, noisy.
+            assert row["label"] == audited[row["path"]]["given_class"]
+            assert row["suggested_label"] == (
+                audited[row["path"]]["suggested_class"])
+            assert row["verdict"] == audited[row["path"]]["verdict"]
+        else:
+            assert row["verdict"] == "not_audited"
+    results = json.loads((first / "results.json").read_text())
+    assert results["label_audit"]["labels_out"] == "labels.csv"
+    assert results["data"]["realised_noise_rate"] > 0.2
+    # Its own output is refused as the input of a run in the same folder.
+    with pytest.raises(main_lib.ExperimentError, match="is an output of"):
+        _run(_tiny_args(first, SHARED_ARCHIVE, cache,
+                        f"--labels_file={first / 'labels.csv'}",
+                        "--noise=none", "--overwrite"))
+    # -> training again on the suggested labels.
+    shutil_copy = tmp_path / "reviewed.csv"
+    shutil_copy.write_bytes((first / "labels.csv").read_bytes())
+    second = tmp_path / "second"
+    _run(_tiny_args(second, SHARED_ARCHIVE, cache,
+                    f"--labels_file={shutil_copy}",
+                    "--labels_key=suggested_label", "--noise=none",
+                    "--meta_source=given_draw", "--epochs=1"))
+    with open(second / "audit.csv", newline="") as file:
+        given = {r["file"]: r["given_class"] for r in csv.DictReader(file)}
+    suggested = {r["path"]: r["suggested_label"] for r in out}
+    assert given and all(given[f] == suggested[f] for f in given)
+
+
+def test_history_has_the_columns_of_what_only_later_epochs_measure(
+        tmp_path):
+    """history.csv: a metric the first epoch did not measure still has a
+    column (empty where unmeasured), and a resumed run keeps the header."""
+    path = tmp_path / "history.csv"
+    first = callbacks_lib.HistoryLogger(
+        str(path), sometimes=["val_loss", "meta_loss"])
+    first.on_train_begin()
+    first.on_epoch_end(0, {"loss": 2.0})  # Warm-up, untested.
+    first.on_epoch_end(1, {"loss": 1.5, "meta_loss": 1.0, "val_loss": 1.25})
+    first.on_train_end()
+    resumed = callbacks_lib.HistoryLogger(str(path))  # Knows of no column.
+    resumed.on_train_begin()
+    resumed.on_epoch_end(2, {"loss": 1.0, "val_loss": 0.75})
+    resumed.on_train_end()
+    with open(path) as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["epoch", "loss", "meta_loss", "val_loss"]
+    assert rows[1] == ["0", "2.0", "", ""]
+    assert len({len(row) for row in rows}) == 1
+    assert callbacks_lib.read_history(path) == [
+        {"epoch": 0, "loss": 2.0},
+        {"epoch": 1, "loss": 1.5, "meta_loss": 1.0, "val_loss": 1.25},
+        {"epoch": 2, "loss": 1.0, "val_loss": 0.75}]

@@ -63,7 +63,7 @@ def test_meta_gradients_match_finite_differences(rule, normalization,
     classifier, net, optimizer = _parts()
     x, y, x_meta, y_meta = ref.batches(2, dtype="float64")
     lookahead = mg.Lookahead(optimizer, rule, weight_decay=5e-4)
-    grads, meta_loss, _ = mg.meta_gradients(
+    grads, meta_loss, *_ = mg.meta_gradients(
         _forward(classifier, x, y, moved_layers), net, lookahead, x_meta,
         y_meta, CE, normalization)
 
@@ -80,7 +80,7 @@ def test_meta_gradients_match_finite_differences(rule, normalization,
 def test_l2rw_weights_are_clipped_negative_slopes_of_the_meta_loss():
     classifier, _, optimizer = _parts(seed=3, momentum=0.0)
     x, y, x_meta, y_meta = ref.batches(4, dtype="float64")
-    weights, _, _ = mg.l2rw_weights(_forward(classifier, x, y),
+    weights, *_ = mg.l2rw_weights(_forward(classifier, x, y),
                                     mg.Lookahead(optimizer), x_meta, y_meta,
                                     CE)
     step = 1e-5
@@ -179,7 +179,7 @@ def test_corrected_meta_gradients_match_finite_differences(normalization):
     lookahead = mg.Lookahead(optimizer, "sgd")
     forward = mg.Forward(classifier, x, y, CE, soft_targets=targets)
     assert forward.corrected
-    grads, meta_loss, _ = mg.meta_gradients(forward, net, lookahead, x_meta,
+    grads, meta_loss, *_ = mg.meta_gradients(forward, net, lookahead, x_meta,
                                             y_meta, CE, normalization)
 
     def objective():

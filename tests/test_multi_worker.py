@@ -185,7 +185,8 @@ def test_only_the_chief_writes_the_work_directory(two_worker_run):
     chief, other = two_worker_run
     assert sorted(os.listdir(chief / "run")) == sorted([
         ".lock", "audit.csv", "backup", "classifier.keras", "config.json",
-        "history.csv", "relabel.csv", "results.json", "suspect_labels.png",
+        "history.csv", "labels.csv", "relabel.csv", "results.json",
+        "suspect_labels.png",
         "tensorboard",
         "weighting_function.png", "weighting_net.keras"])
     assert os.listdir(other) == [], "a worker that is not the chief wrote"

@@ -1,5 +1,6 @@
 """RunConfig: the one typed description of a run, and its flags."""
 
+import dataclasses
 import json
 
 import pytest
@@ -18,6 +19,15 @@ def test_every_experiment_flag_is_a_setting_and_back():
                FLAGS.flags_by_module_dict()[experiment_flags.__name__]}
     assert defined == set(RunConfig.names())
     assert set(RUN_CONTROL) <= defined
+
+
+def test_run_control_is_what_the_settings_declare():
+    declared = {field.name for field in dataclasses.fields(RunConfig)
+                if field.metadata["run_control"]}
+    assert set(RUN_CONTROL) == declared == {
+        "workdir", "overwrite", "verbose", "download", "cache_dir", "audit",
+        "test_every"}
+    assert experiment_flags.RUN_CONTROL == RUN_CONTROL
 
 
 def test_flag_defaults_are_the_config_defaults():

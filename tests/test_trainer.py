@@ -153,9 +153,26 @@ def test_train_step_updates_batchnorm_statistics_once():
                                rtol=1e-4, atol=1e-6)
 
 
-def _train(model, data, steps):
+def _train(model, data, steps, callbacks=None):
     dataset = tf.data.Dataset.from_tensors(data).repeat(steps)
-    return model.fit(dataset, epochs=1, verbose=0)
+    return model.fit(dataset, epochs=1, verbose=0, callbacks=callbacks)
+
+
+def traces_of(model):
+    """A list that grows by one each time Keras traces `model.train_step`
+    (once per replica under a strategy): once per kind of step (meta step
+    or not, warming up or not) when each kind is its own function, chosen
+    on the host before each call; once in all when one function holds
+    every kind under tf.cond. Call it before the model first trains."""
+    traces = []
+    train_step = model.train_step
+
+    def counted(data):
+        traces.append(None)
+        return train_step(data)
+
+    model.train_step = counted
+    return traces
 
 
 @pytest.mark.parametrize("method", ["mwnet", "l2rw", "ce"])
@@ -585,11 +602,15 @@ def test_real_step_weights_lookahead_on_two_replicas_and_in_tf_cond(
     single = _compiled(**options)
     _train(single, data, 4)
     in_graph = _compiled(steps_per_execution=2, **options)
-    assert not in_graph._kind_chosen_on_host()
+    in_graph_traces = traces_of(in_graph)
     _train(in_graph, data, 4)
     with two_replica_strategy.scope():
         mirrored = _compiled(**options)
+    mirrored_traces = traces_of(mirrored)
     _train(mirrored, data, 4)
+    # Both kinds of step in one function (tf.cond); on two replicas a
+    # function per kind, each traced on both replicas.
+    assert (len(in_graph_traces), len(mirrored_traces)) == (1, 4)
     assert int(mirrored.meta_optimizer.iterations.numpy()) == 2
     assert _max_difference(single, in_graph) < 1e-5
     assert _max_difference(single, mirrored) < 1e-5
@@ -604,11 +625,13 @@ def test_meta_interval_chosen_on_the_host_equals_tf_cond_on_one_device():
     x, y, x_meta, y_meta = _batches(22, n=16, n_meta=8)
     data = ((x, y), (x_meta, y_meta))
     on_host = _compiled(meta_interval=3)
-    assert on_host._kind_chosen_on_host()
     in_graph = _compiled(meta_interval=3, steps_per_execution=2)
-    assert not in_graph._kind_chosen_on_host()
+    on_host_traces, in_graph_traces = traces_of(on_host), traces_of(in_graph)
     _train(on_host, data, 6)
     _train(in_graph, data, 6)
+    # Steps 0 and 3 take the meta step, the others not: a function for
+    # each kind on the host, one holding both in the graph.
+    assert (len(on_host_traces), len(in_graph_traces)) == (2, 1)
     assert int(on_host.meta_optimizer.iterations) == 2
     assert int(in_graph.meta_optimizer.iterations) == 2
     assert _max_difference(on_host, in_graph) < 1e-5
@@ -628,28 +651,43 @@ def test_warmup_steps_take_no_meta_step(method, like, steps_per_execution):
     data = ((x, y, corrupted), (x_meta, y_meta))
     warm = _compiled(method=method, meta_warmup_steps=3, meta_interval=2,
                      steps_per_execution=steps_per_execution)
-    assert warm._kind_chosen_on_host() == (steps_per_execution == 1)
+    traces = traces_of(warm)
+    # The keys of each call's logs, as the progress bar sees them.
+    call_logs = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: call_logs.append(set(logs)))
     reference = mwnet_tf.MetaWeightNet(
         _classifier(), mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=0),
         method=like)
     reference.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9,
                                                      nesterov=True))
     theta = [v.numpy() for v in warm.weighting_net.variables]
-    history = _train(warm, data, 3).history
+    history = _train(warm, data, 3, [record]).history
     _train(reference, data, 3)
     assert _max_difference(warm.classifier, reference.classifier) < 1e-6
     for before, variable in zip(theta, warm.weighting_net.variables):
         np.testing.assert_array_equal(before, variable.numpy())
-    # No meta step in the epoch: its meta metrics are unknown, not 0.
-    assert np.isnan(history["meta_loss"][0])
+    # No meta step in the epoch: no meta metrics in its logs or in any
+    # call's (not 0, not NaN: nothing was measured).
+    meta_metrics = {"meta_loss", "meta_accuracy"}
+    assert not meta_metrics & set(history)
+    assert call_logs and not any(meta_metrics & keys for keys in call_logs)
+    assert {"loss", "mean_weight", "clean_weight"} <= set(history)
     # Steps 3-5: meta steps at 3 and 5 (the interval counts from the end
     # of the warm-up; counted from 0 it would be step 4 alone).
-    history = _train(warm, data, 3).history
+    call_logs.clear()
+    history = _train(warm, data, 3, [record]).history
     _train(reference, data, 3)
     assert _max_difference(warm.classifier, reference.classifier) > 1e-5
     assert np.isfinite(history["meta_loss"][0])
+    assert np.isfinite(history["meta_accuracy"][0])
+    # Measured from the first step of the epoch (a meta step) on.
+    assert all(meta_metrics <= keys for keys in call_logs)
     if method == "mwnet":
         assert int(warm.meta_optimizer.iterations) == 2
+    # One function per kind of step (warm-up, meta step) when the host
+    # chooses, one under tf.cond with several steps per call.
+    assert len(traces) == (2 if steps_per_execution == 1 else 1)
 
 
 def test_warmup_on_two_replicas_matches_one_device(two_replica_strategy):
@@ -774,7 +812,9 @@ def test_partial_meta_step_changes_only_the_weighting_net(meta_scope):
     """The meta step moves V and nothing of the classifier.
 
     After one step, V equals one Adam step on the partial meta-gradient
-    (L2 included), and the classifier equals a step with the new V's weights.
+    (no L2), and the classifier (BatchNorm statistics included) equals one
+    plain SGD step on the loss weighted by the new V: the lookahead left
+    nothing of it moved.
     """
     model = _compiled(meta_scope=meta_scope, weight_decay=0.0,
                       meta_weight_decay=0.0, optimizer=keras.optimizers.SGD(0.5))
@@ -788,11 +828,31 @@ def test_partial_meta_step_changes_only_the_weighting_net(meta_scope):
     theta = [keras.Variable(v.numpy()) for v in
              model.weighting_net.trainable_variables]
     reference.apply(grads, theta)
+    # The classifier's reference: summed, so that the sample weights are
+    # the loss coefficients V(l_i) / n of the "mean" normalisation.
+    plain = _classifier()
+    plain.compile(optimizer=keras.optimizers.SGD(0.5),
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True, reduction="sum"))
+    plain.set_weights(model.classifier.get_weights())
+    logits, _ = plain.stateless_call(
+        plain.trainable_variables,
+        [v.value for v in plain.non_trainable_variables], x, training=True)
+    losses = _per_example_ce(y, logits)
     model.train_on_batch(((x, y), (x_meta, y_meta)))
     for expected, variable in zip(theta,
                                   model.weighting_net.trainable_variables):
         np.testing.assert_allclose(variable.numpy(), expected.numpy(),
                                    rtol=1e-5, atol=1e-7)
+    weights = model.weighting_function(losses).numpy() / len(x)
+    plain.train_on_batch(x, y, sample_weight=weights)
+    moved = False
+    for before, a, b in zip(classifier_before, model.classifier.variables,
+                            plain.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5,
+                                   atol=1e-6, err_msg=a.path)
+        moved |= bool(np.any(np.abs(a.numpy() - before) > 1e-4))
+    assert moved  # The real step did train it.
 
 
 def test_weight_layers_and_scopes_of_sequential_and_subclassed_models():

@@ -41,6 +41,18 @@ class CaffeInput(keras.layers.Layer):
         return ops.flip(rgb_255, axis=-1) - caffe_mean
 
 
+def check_weights(weights):
+    """Raises FileNotFoundError unless `weights` is None, "imagenet" or a
+    file (the runner checks --pretrained_weights with it before it loads
+    any data).
+    """
+    if weights not in (None, "imagenet") and not os.path.isfile(
+            os.fspath(weights)):
+        raise FileNotFoundError(
+            f"ResNet-50 weights file not found: weights={weights!r} is not a "
+            "file; give 'imagenet' (downloaded) or a local weights file.")
+
+
 def resnet50(num_classes, weights=None, input_shape=(224, 224, 3), seed=None,
              synchronized_batch_norm=False, name="resnet50"):
     """Builds ResNet-50 with a `num_classes`-way logits layer.
@@ -76,13 +88,9 @@ def resnet50(num_classes, weights=None, input_shape=(224, 224, 3), seed=None,
     num_classes = common.check_num_classes(num_classes)
     if weights not in (None, "imagenet"):
         weights = os.fspath(weights)  # Also accept a pathlib.Path.
-        # Checked before the backbone is built, so that a wrong path fails
-        # fast and says what is missing.
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(
-                f"ResNet-50 weights file not found: {weights!r} (weights "
-                "should be None, 'imagenet' or the path of a local weights "
-                "file)")
+    # Before the backbone is built, so that a wrong path fails fast and says
+    # what is missing.
+    check_weights(weights)
     try:
         backbone = keras.applications.ResNet50(
             include_top=False, weights=weights, input_shape=input_shape,

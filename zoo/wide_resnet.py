@@ -38,6 +38,14 @@ def _wide_block(x, filters, strides, dropout_rate, seeds,
     return keras.layers.Add(name=name + "_add")([shortcut, y])
 
 
+def check_dropout_rate(dropout_rate):
+    """Raises ValueError unless `dropout_rate` is in [0, 1) (also the
+    runner's rule for --dropout_rate, checked when the flags are parsed)."""
+    if not 0 <= dropout_rate < 1:
+        raise ValueError(
+            f"dropout_rate should be in [0, 1), got {dropout_rate!r}")
+
+
 def wide_resnet(num_classes, depth=28, widen_factor=10, dropout_rate=0.0,
                 input_shape=(32, 32, 3), seed=None,
                 synchronized_batch_norm=False, name=None):
@@ -75,9 +83,7 @@ def wide_resnet(num_classes, depth=28, widen_factor=10, dropout_rate=0.0,
     if not common.is_integer(widen_factor) or widen_factor < 1:
         raise ValueError(
             f"widen_factor should be a positive integer, got {widen_factor!r}")
-    if not 0 <= dropout_rate < 1:
-        raise ValueError(
-            f"dropout_rate should be in [0, 1), got {dropout_rate!r}")
+    check_dropout_rate(dropout_rate)
     depth, widen_factor = int(depth), int(widen_factor)
     dropout_rate = float(dropout_rate)
     num_classes = common.check_num_classes(num_classes)

@@ -1,8 +1,7 @@
-"""The label audit: which training labels are likely wrong.
+"""`python -m mwnet_tf.audit`: the label audit's command (`__main__`).
 
-`label_audit` is the library (score every training example with the
-classifier and V, describe V's shape over the losses seen, rank, write
-audit.csv and the gallery, and measure how well the weights find known
-corrupted labels); `command` is `python -m mwnet_tf.audit`, which audits a
-finished run's work directory. Importing this package imports neither.
+The command itself is `mwnet_tf.runner.audit_command`, beside the training
+command; the library it calls is `mwnet_tf.label_audit`. Importing this
+package imports neither. `mwnet_tf.audit.label_audit` is that library's
+former name, kept as an alias of it.
 """

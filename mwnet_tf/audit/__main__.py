@@ -1,5 +1,5 @@
 """`python -m mwnet_tf.audit`: audits the labels of a finished run
-(`mwnet_tf.audit.command`)."""
+(`mwnet_tf.runner.audit_command`)."""
 
 from mwnet_tf.runner import command_line
 
@@ -7,6 +7,6 @@ from mwnet_tf.runner import command_line
 # user set wins).
 command_line.quiet_tensorflow_logs()
 
-from mwnet_tf.audit.command import cli  # noqa: E402
+from mwnet_tf.runner.audit_command import cli  # noqa: E402
 
 cli()

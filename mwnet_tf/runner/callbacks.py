@@ -97,7 +97,8 @@ class MetaSetEvaluation(keras.callbacks.Callback):
 
     The meta set is the only clean data a user of MW-Net has, so choosing the
     epoch by it, not by the test set, is the honest model selection. Place this
-    callback before loggers (CSVLogger, TensorBoard) so that they record it.
+    callback before loggers (HistoryLogger, TensorBoard) so that they record
+    it.
 
     Args:
         meta_dataset: Un-augmented batches `(x, y)` of the meta set.
@@ -132,27 +133,51 @@ class EpochTimer(keras.callbacks.Callback):
         self._paused = None
 
 
-class UntestedEpochLogs(keras.callbacks.Callback):
-    """Gives an epoch without a test evaluation (`fit`'s `validation_freq`)
-    NaN test metrics.
+class HistoryLogger(keras.callbacks.Callback):
+    """Appends each epoch's logs to a CSV file (as Keras's CSVLogger does),
+    with columns that do not depend on what the first epoch measured.
 
-    CSVLogger fixes its columns at the first epoch it writes; without this, a
-    run whose first epoch is untested and a resumed run whose first epoch is
-    tested would write rows of different columns to one file. Place it after
-    loggers that should skip untested epochs (TensorBoard), before CSVLogger.
+    An epoch's logs hold only what it measured: not the test metrics of an
+    epoch `fit`'s `validation_freq` skips, nor the meta metrics of one
+    without a meta step, nor the pseudo-clean precision before the first
+    choice. Keras's CSVLogger takes its columns from the first epoch it
+    writes, so a metric first measured later would get no column, and a
+    resumed run could write rows of other columns under the file's header.
+    Here the columns are the header's when the file has one, else the
+    first epoch's keys with `sometimes`; the cell of a metric an epoch did
+    not measure is empty (`read_history` leaves it out of that epoch's
+    row).
 
     Args:
-        names: The metrics `evaluate` returns.
+        filename: The CSV file, appended to (created if missing).
+        sometimes: Names of the metrics some epochs do not measure.
     """
 
-    def __init__(self, names=("loss", "accuracy")):
+    def __init__(self, filename, sometimes=()):
         super().__init__()
-        self.names = tuple(names)
+        self.filename = filename
+        self.sometimes = tuple(sometimes)
+        self.columns = None
+
+    def on_train_begin(self, logs=None):
+        self.columns = None
+        if os.path.exists(self.filename):
+            with open(self.filename, newline="") as file:
+                header = next(csv.reader(file), None)
+            if header:  # "epoch", then the metrics.
+                self.columns = header[1:]
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            for name in self.names:
-                logs.setdefault(f"val_{name}", float("nan"))
+        logs = logs or {}
+        new_file = self.columns is None
+        if new_file:
+            self.columns = sorted(set(logs) | set(self.sometimes))
+        with open(self.filename, "a", newline="") as file:
+            writer = csv.writer(file)
+            if new_file:
+                writer.writerow(["epoch", *self.columns])
+            writer.writerow([epoch, *(logs.get(name, "")
+                                      for name in self.columns)])
 
 
 class EpochVariable(keras.callbacks.Callback):
@@ -285,14 +310,18 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 def read_history(path):
-    """Per-epoch logs from CSVLogger, the last row of each epoch winning.
+    """Per-epoch logs from HistoryLogger (or Keras's CSVLogger), the last
+    row of each epoch winning.
 
     A resumed run appends to the file, so an epoch cut short by an
-    interruption may appear twice.
+    interruption may appear twice. A metric the epoch did not measure (an
+    empty cell, or Keras's "NA") is not in its row. (Older runs' files
+    hold NaN there for the test metrics and the pseudo-clean precision:
+    read as NaN.)
     """
     rows = {}
     with open(path) as file:
         for row in csv.DictReader(file):
             rows[int(row["epoch"])] = {k: float(v) for k, v in row.items()
-                                       if v not in ("", None)}
+                                       if v not in ("", "NA", None)}
     return [rows[e] for e in sorted(rows)]

@@ -7,6 +7,9 @@ finished run's training split from the saved file: same seed, so the same
 meta split and noisy labels.
 """
 
+import json
+import os
+
 import keras
 
 import zoo
@@ -36,7 +39,10 @@ def prepare_data(config, epoch=None, **overrides):
         cache_dir=config.cache_dir, train_subset=config.train_subset,
         download=config.download, epoch=epoch,
         meta_source=config.meta_source,
-        pseudo_clean_per_class=config.pseudo_clean_per_class)
+        pseudo_clean_per_class=config.pseudo_clean_per_class,
+        labels_file=config.labels_file, labels_key=config.labels_key,
+        clean_labels_key=config.clean_labels_key,
+        label_classes=config.label_classes or None)
     arguments.update(overrides)
     return data_lib.prepare(config.dataset, **arguments)
 
@@ -64,6 +70,31 @@ def compile_model(model, config, steps_per_epoch):
         weight_decay=config.weight_decay,
         meta_weight_decay=config.meta_weight_decay,
         steps_per_execution=config.steps_per_execution)
+
+
+def load_run_weighting_net(path):
+    """`load_weighting_net(path)` for the `weighting_net.keras` of a run.
+
+    A file saved before V counted its meta steps does not say whether it
+    took any: the config.json of the work directory that holds it says
+    which method trained it (a ce or l2rw run's V is refused).
+
+    Raises:
+        ValueError: As `load_weighting_net`.
+    """
+    return load_weighting_net(
+        path, saved_by_method=_method_of_run_holding(path))
+
+
+def _method_of_run_holding(path):
+    """The `method` in the config.json beside `path`, if there is one."""
+    config_path = os.path.join(os.path.dirname(os.path.abspath(path)),
+                               "config.json")
+    try:
+        with open(config_path) as file:
+            return json.load(file).get("method")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def check_loaded_weighting_net(config, weighting_net):
@@ -101,8 +132,9 @@ def build_model(config, num_classes, image_shape, label_counts=None,
         model_kwargs["weights"] = config.pretrained_weights
     classifier = zoo.build(config.model, num_classes, **model_kwargs)
     if config.weighting_net:
-        weighting_net = check_loaded_weighting_net(
-            config, load_weighting_net(config.weighting_net))
+        # Checked with check_loaded_weighting_net before the data was read
+        # (main.check_paths); loaded again here, in the strategy's scope.
+        weighting_net = load_run_weighting_net(config.weighting_net)
     else:
         families = {}
         if config.vnet == "class_aware":

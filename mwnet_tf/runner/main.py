@@ -25,12 +25,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mwnet_tf  # noqa: E402
+import zoo  # noqa: E402
 from mwnet_tf.runner import callbacks as callbacks_lib  # noqa: E402
 from mwnet_tf import data as data_lib  # noqa: E402
 from mwnet_tf import distribute as distribute_lib  # noqa: E402
 from mwnet_tf.runner import experiment  # noqa: E402
 from mwnet_tf.runner import experiment_flags  # noqa: E402
-from mwnet_tf.audit import label_audit  # noqa: E402
+from mwnet_tf import label_audit  # noqa: E402
 from mwnet_tf import precision  # noqa: E402
 from mwnet_tf import pseudo_clean  # noqa: E402
 from mwnet_tf import files  # noqa: E402
@@ -144,13 +145,14 @@ def check_paths(config):
                                   download=config.download)
     except (ValueError, FileNotFoundError) as error:
         raise ExperimentError(str(error)) from error
-    # zoo.resnet50 checks the file too, but only when the model is built,
-    # after the data has been loaded.
-    weights = config.pretrained_weights
-    if weights and weights != "imagenet" and not os.path.isfile(weights):
-        raise ExperimentError(
-            f"--pretrained_weights={weights} is not a file; give a local "
-            "ResNet-50 weights file, or `imagenet` to download them.")
+    if config.labels_file:
+        _check_labels_file(config)
+    # The zoo's check, here before the data (the model is built after it).
+    try:
+        zoo.resnet50.check_weights(config.pretrained_weights)
+    except FileNotFoundError as error:
+        raise ExperimentError(str(error).replace(
+            "weights=", "--pretrained_weights=")) from error
     if config.weighting_net:
         if not os.path.isfile(config.weighting_net):
             raise ExperimentError(
@@ -158,7 +160,8 @@ def check_paths(config):
                 "the weighting_net.keras of a finished run.")
         try:  # A small file: loading it is the check.
             experiment.check_loaded_weighting_net(
-                config, mwnet_tf.load_weighting_net(config.weighting_net))
+                config,
+                experiment.load_run_weighting_net(config.weighting_net))
         except ValueError as error:
             raise ExperimentError(f"--weighting_net: {error}") from error
 
@@ -201,6 +204,25 @@ def summarise(history, test_logs, statistics, steps_per_epoch):
             "with their given labels; its accuracy does not select a model. "
             "Use final_test_accuracy.")
     return summary
+
+
+def _check_labels_file(config):
+    """Reads and checks --labels_file (cheap: no image), and refuses the
+    run's own output as its input, which the run would replace."""
+    outputs = {os.path.realpath(os.path.join(config.workdir or "", name))
+               for name in _OUTPUTS}
+    if os.path.realpath(config.labels_file) in outputs:
+        raise ExperimentError(
+            f"--labels_file={config.labels_file} is an output of "
+            f"--workdir={config.workdir}, which this run replaces; copy it "
+            "out of the work directory or use another --workdir.")
+    try:
+        data_lib.load_label_table(
+            config.dataset, config.noise, config.labels_file,
+            config.labels_key, config.clean_labels_key,
+            config.label_classes or None)
+    except (ValueError, FileNotFoundError) as error:
+        raise ExperimentError(str(error)) from error
 
 
 def run(config=None):
@@ -347,11 +369,17 @@ def _train_and_report(workdir, config, resuming, hold):
         keras.callbacks.TerminateOnNaN(),
     ]
     if chief:
-        # TensorBoard before UntestedEpochLogs: it plots test metrics only
-        # where they were measured.
+        # What some epochs do not measure, so leave out of their logs: the
+        # test set between --test_every epochs, the meta metrics before the
+        # first meta step, the pseudo-clean precision before the first
+        # choice. history.csv has their columns from its first row.
+        sometimes = ["val_loss", "val_accuracy"]
+        if config.method in ("mwnet", "l2rw"):
+            sometimes += ["meta_loss", "meta_accuracy"]
+        if chooses_meta_set and data.train_examples.clean_labels is not None:
+            sometimes.append("meta_label_precision")
         callbacks += [keras.callbacks.TensorBoard(logs_dir, histogram_freq=1),
-                      callbacks_lib.UntestedEpochLogs(),
-                      keras.callbacks.CSVLogger(history_path, append=True)]
+                      callbacks_lib.HistoryLogger(history_path, sometimes)]
         if learned_weights:
             callbacks.insert(0, callbacks_lib.WeightingFunctionLogger(
                 os.path.join(logs_dir, "weighting")))
@@ -377,7 +405,8 @@ def _train_and_report(workdir, config, resuming, hold):
             shuffle=False).history  # The pipeline shuffles, seeded per epoch.
     except callbacks_lib.DamagedBackupError as error:
         raise ExperimentError(str(error)) from error
-    # The last epoch is always tested, at the final weights; only a resumed
+    # The last epoch is always tested, at the final weights (fit's history
+    # lists the test metrics of the tested epochs only); only a resumed
     # run that had no epoch left to train evaluates again (every worker, its
     # share of the test set, in one collective: all workers decide alike).
     if fit_logs.get("val_accuracy"):

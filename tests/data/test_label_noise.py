@@ -87,7 +87,26 @@ def test_asym_cifar100_labels_follow_the_matrix():
     tuple(str(label) for label in range(10)),
 ])
 def test_asym_accepts_cifar_class_names(names):
-    noise_lib.noise_transition_matrix(10, "asym", P, 0, class_names=names)
+    """CIFAR-10's classes in label order, named as CIFAR names them (in
+    any case) or by their indices: the literature's asym noise, class name
+    to class name, as without names."""
+    matrix = noise_lib.noise_transition_matrix(10, "asym", P, 0,
+                                               class_names=names)
+    np.testing.assert_array_equal(
+        matrix, noise_lib.noise_transition_matrix(10, "asym", P, 0))
+    cifar = noise_lib.CIFAR10_CLASS_NAMES
+    flips = {(cifar[source], cifar[target]): matrix[source, target]
+             for source, target in zip(*np.nonzero(matrix))
+             if source != target}
+    assert flips == {("truck", "automobile"): P, ("bird", "airplane"): P,
+                     ("deer", "horse"): P, ("cat", "dog"): P,
+                     ("dog", "cat"): P}
+    for name in ("airplane", "automobile", "frog", "horse", "ship"):
+        assert matrix[cifar.index(name), cifar.index(name)] == 1.0
+    clean = np.arange(10).repeat(50)
+    np.testing.assert_array_equal(
+        noise_lib.corrupt_labels(clean, 10, "asym", P, 4, class_names=names),
+        noise_lib.corrupt_labels(clean, 10, "asym", P, 4))
 
 
 @pytest.mark.parametrize("noise", ["asym", "pair"])

@@ -132,6 +132,9 @@ def test_selection_callback_picks_the_averaged_models_lowest_losses():
     callback.set_model(model)
     callback.on_epoch_begin(0)
     np.testing.assert_array_equal(selection.numpy(), np.zeros(6))
+    logs = {"loss": 1.0}
+    callback.on_epoch_end(0, logs)
+    assert logs == {"loss": 1.0}  # Nothing chosen yet: no precision.
     callback.on_epoch_begin(1)
     losses = keras.losses.sparse_categorical_crossentropy(
         labels, model.averaged_outputs(x), from_logits=True).numpy()

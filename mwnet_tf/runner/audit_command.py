@@ -6,7 +6,7 @@ Rebuilds the run's training split from its config.json (same seed: the same
 meta split and noisy labels), checks it against the run's results.json,
 scores every example with the saved classifier and V, and writes audit.csv,
 suspect_labels.png and `label_audit` in results.json (see
-`mwnet_tf.audit.label_audit`). `mwnet_tf.main` does the same at the end of a run
+`mwnet_tf.label_audit`). `mwnet_tf.main` does the same at the end of a run
 unless --noaudit. Pass --data_path / --data_dir / --cache_dir when the data
 has moved since the run.
 """
@@ -25,7 +25,7 @@ import keras  # noqa: E402
 from mwnet_tf import data as data_lib  # noqa: E402
 from mwnet_tf.runner import experiment  # noqa: E402
 from mwnet_tf import files  # noqa: E402
-from mwnet_tf.audit import label_audit  # noqa: E402
+from mwnet_tf import label_audit  # noqa: E402
 from mwnet_tf.runner.run_config import RunConfig  # noqa: E402
 from mwnet_tf.weighting_net import load_weighting_net  # noqa: E402
 
@@ -139,8 +139,9 @@ def audit_run(workdir, data_path=None, data_dir=None, cache_dir=None,
     classifier = keras.saving.load_model(
         os.path.join(workdir, "classifier.keras"), compile=False)
     try:
-        weighting_net = load_weighting_net(os.path.join(
-            workdir, "weighting_net.keras"))
+        weighting_net = load_weighting_net(
+            os.path.join(workdir, "weighting_net.keras"),
+            saved_by_method=config.method)
     except ValueError as error:
         raise AuditError(str(error)) from error
     averaged_path = os.path.join(workdir, "averaged_classifier.keras")
