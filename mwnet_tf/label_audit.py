@@ -632,7 +632,7 @@ def run_audit(workdir, classifier, weighting_net, data,
     write_relabel_csv(audit, os.path.join(workdir, "relabel.csv"),
                       data.class_names)
     labels_out = None
-    table = getattr(data, "label_table", None)
+    table = data.label_table
     if table is not None:
         # The labels back out in the kind they came in, with the verdicts.
         labels_out = label_file.LABELS_OUT[table.kind]

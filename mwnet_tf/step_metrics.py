@@ -20,8 +20,6 @@ from mwnet_tf import meta_gradient as mg
 
 from mwnet_tf import keras_compat
 
-# The methods whose steps measure a meta loss.
-METHODS_WITH_META_STEP = ("mwnet", "l2rw")
 # Which way each metric improves, for callbacks that monitor it with
 # mode="auto" (EarlyStopping, ModelCheckpoint); the weights have none.
 DIRECTIONS = {"loss": "down", "accuracy": "up", "meta_loss": "down",
@@ -30,14 +28,20 @@ DIRECTIONS = {"loss": "down", "accuracy": "up", "meta_loss": "down",
 
 class StepMetrics:
     """Trackers of the loss, accuracy, weights (mean, clean, corrupted) and
-    the meta step's loss and accuracy, for a model trained by `method`.
+    the meta step's loss and accuracy, for a model trained by `method`
+    whose steps measure a meta loss if `measures_meta_loss`
+    (`StepSchedule.uses_meta_batches`).
 
     Create it under the model's distribution strategy (the trackers'
     variables are made here).
     """
 
-    def __init__(self, method):
+    def __init__(self, method, measures_meta_loss):
         self.method = method
+        self.measures_meta_loss = measures_meta_loss
+        # Whether a meta step is known, on the host, to have been recorded
+        # since the trackers' last reset (`forget_measured`).
+        self._meta_measured = False
         self.loss = keras.metrics.Mean(name="loss")
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(
             name="accuracy")
@@ -63,9 +67,9 @@ class StepMetrics:
         as a list Keras's callbacks read the directions from."""
         return self.trackers + [self._monitored]
 
-    @property
-    def measures_meta_loss(self):
-        return self.method in METHODS_WITH_META_STEP
+    def forget_measured(self):
+        """After the trackers' reset (the model's `reset_metrics`)."""
+        self._meta_measured = False
 
     def record_step(self, forward, y, coefficients, weights, corrupted):
         """Adds a training step; returns the results of its method's
@@ -123,11 +127,13 @@ class StepMetrics:
         replica's count says it; reading the sum over replicas would be a
         collective under MultiWorkerMirroredStrategy.
         """
-        if not self.measures_meta_loss:
+        if not self.measures_meta_loss or self._meta_measured:
             return logs
         count = strategy.experimental_local_results(
             self.meta_loss.count.value)[0]
         if count > 0:
+            # Measured until the next reset: no more reads this epoch.
+            self._meta_measured = True
             return logs
         unmeasured = (self.meta_loss.name, self.meta_accuracy.name)
         return {name: value for name, value in logs.items()

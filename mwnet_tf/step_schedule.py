@@ -49,6 +49,12 @@ class StepSchedule:
         return self.method == "mwnet"
 
     @property
+    def uses_meta_batches(self):
+        """Whether steps read the meta batch (MW-Net's meta step, L2RW's
+        weights): the methods whose logs have a meta loss."""
+        return self.method in ("mwnet", "l2rw")
+
+    @property
     def warms_up_unweighted(self):
         """Whether warm-up steps train with weights of 1 (L2RW) or with
         the given labels alone (label correction)."""
@@ -57,8 +63,7 @@ class StepSchedule:
     @property
     def steps_differ(self):
         """Whether two steps of the run can be of different kinds."""
-        warm_up_matters = (self.method in ("mwnet", "l2rw")
-                           or self.label_correction)
+        warm_up_matters = self.uses_meta_batches or self.label_correction
         return ((self.takes_meta_steps and self.meta_interval > 1)
                 or (warm_up_matters and self.meta_warmup_steps > 0))
 

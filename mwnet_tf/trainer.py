@@ -193,7 +193,8 @@ class MetaWeightNet(FitWorkarounds):
         self._per_example_loss = functools.partial(
             mg.cross_entropy, from_logits=from_logits, dtype=self._loss_dtype)
 
-        self.step_metrics = StepMetrics(method)
+        self.step_metrics = StepMetrics(method,
+                                        self.schedule.uses_meta_batches)
         self._averaged = self._create_average()
         self.built = True
 
@@ -316,7 +317,7 @@ class MetaWeightNet(FitWorkarounds):
 
     def train_step(self, data):
         (x, y, corrupted), (x_meta, y_meta) = inputs.unpack(
-            data, needs_meta=self._uses_meta_batches())
+            data, needs_meta=self.schedule.uses_meta_batches)
         # 1. Forward pass of the training batch: per-example losses l_i
         # (and, with label correction, the losses to the EMA model's
         # predictions).
@@ -335,9 +336,6 @@ class MetaWeightNet(FitWorkarounds):
         self._update_average()
         return self._logs_for_keras(self.step_metrics.record_step(
             forward, y, coefficients, weights, corrupted))
-
-    def _uses_meta_batches(self):
-        return self.method in ("mwnet", "l2rw")
 
     @property
     def _normalization(self):
@@ -468,6 +466,10 @@ class MetaWeightNet(FitWorkarounds):
 
         self.train_function = train_function
         return self.train_function
+
+    def reset_metrics(self):
+        super().reset_metrics()
+        self.step_metrics.forget_measured()
 
     def get_metrics_result(self):
         # Keras reports these, not the last call's logs, at the end of an

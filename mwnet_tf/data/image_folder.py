@@ -179,16 +179,24 @@ def _archive_key(path):
     return f"{name}-{size}-{_hash_file_head(path)[:12]}"
 
 
-def _folder_key(root, files):
-    """Cache key of a folder: its name and a hash of every file's path, size, mtime."""
+def _files_key(root, entries, name):
+    """Cache key: `name` and a hash of each (relative path, label) entry
+    with its file's size and mtime (label "" where the cache holds no
+    labels)."""
     digest = hashlib.sha256(_CACHE_VERSION.encode())
-    for split in sorted(files):
-        for relative, label in files[split]:
-            stat = os.stat(os.path.join(root, relative))
-            digest.update(f"{relative}\0{label}\0{stat.st_size}\0"
-                          f"{stat.st_mtime_ns}\n".encode())
-    name = os.path.basename(os.path.normpath(root)) or "root"
+    for relative, label in entries:
+        stat = os.stat(os.path.join(root, relative))
+        digest.update(f"{relative}\0{label}\0{stat.st_size}\0"
+                      f"{stat.st_mtime_ns}\n".encode())
     return f"{name}-{digest.hexdigest()[:16]}"
+
+
+def _folder_key(root, files):
+    """Cache key of a folder: its name and a hash of every file's path,
+    label, size, mtime."""
+    return _files_key(
+        root, [entry for split in sorted(files) for entry in files[split]],
+        os.path.basename(os.path.normpath(root)) or "root")
 
 
 def extract_archive(archive, cache_dir):
@@ -295,15 +303,18 @@ def _decode_split(builder, root, split, files, class_names, shape):
     return images[order], labels[order], relative[order]
 
 
-def _decode_tree(root, class_names, files):
-    first = os.path.join(root, files["train"][0][0])
+def _image_shape(path):
+    """The decoded shape of the image at `path` (every other must match)."""
     try:
-        shape = tuple(tf.io.decode_image(tf.io.read_file(first), channels=3,
-                                         expand_animations=False).shape)
+        return tuple(tf.io.decode_image(tf.io.read_file(path), channels=3,
+                                        expand_animations=False).shape)
     except tf.errors.OpError as error:
-        raise ValueError(
-            f"Image {first!r} cannot be decoded "
-            f"({error.message.strip()}).") from error
+        raise ValueError(f"Image {path!r} cannot be decoded "
+                         f"({error.message.strip()}).") from error
+
+
+def _decode_tree(root, class_names, files):
+    shape = _image_shape(os.path.join(root, files["train"][0][0]))
     builder = tfds.folder_dataset.ImageFolder(root)
     arrays = {"class_names": np.array(class_names)}
     for split in files:
@@ -411,12 +422,7 @@ def _check_listed_files(root, files, source):
 def _decode_files(root, files):
     """uint8 [N, H, W, 3] of the listed files, all of the first one's size."""
     paths = [os.path.join(root, f) for f in files]
-    try:
-        shape = tuple(tf.io.decode_image(tf.io.read_file(paths[0]), channels=3,
-                                         expand_animations=False).shape)
-    except tf.errors.OpError as error:
-        raise ValueError(f"Image {paths[0]!r} cannot be decoded "
-                         f"({error.message.strip()}).") from error
+    shape = _image_shape(paths[0])
 
     def decode(path):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3,
@@ -472,14 +478,10 @@ def load_labelled_files(path, table, cache_dir=None):
     order = np.lexsort((table.files, table.splits))  # By split, then path.
     files = table.files[order]
     _check_listed_files(root, files, table.source)
-    digest = hashlib.sha256(_CACHE_VERSION.encode())
-    for relative in files:
-        stat = os.stat(os.path.join(root, relative))
-        digest.update(f"{relative}\0{stat.st_size}\0"
-                      f"{stat.st_mtime_ns}\n".encode())
     name = os.path.basename(os.path.normpath(path)) or "root"
-    cached = os.path.join(cache_dir, "decoded",
-                          f"listed-{name}-{digest.hexdigest()[:16]}.npz")
+    # Keyed by the files alone: relabelling decodes nothing again.
+    key = _files_key(root, [(relative, "") for relative in files], name)
+    cached = os.path.join(cache_dir, "decoded", f"listed-{key}.npz")
     if os.path.exists(cached):
         with np.load(cached) as arrays:
             images = arrays["images"]

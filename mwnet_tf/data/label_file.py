@@ -322,30 +322,38 @@ def read_label_file(path, label_key=None, clean_key=None, class_names=None,
     clean = (None if clean_key is None else
              read_label_array(path, clean_key, what="true labels"))
     for name, array in (("labels", labels), ("true labels", clean)):
-        if array is None:
-            continue
-        if num_examples is not None and len(array) != num_examples:
-            raise LabelFileError(
-                f"{path!r} holds {len(array)} {name}, but the training split "
-                f"has {num_examples} examples; a label array needs one label "
-                "per training example, in the data set's canonical order.")
-        if len(array) != len(labels):
-            raise LabelFileError(
-                f"{path!r}: {len(labels)} labels but {len(array)} true "
-                "labels; the two arrays must be of the same examples.")
-        limit = num_classes if num_classes is not None else None
-        bad = array < 0 if limit is None else (array < 0) | (array >= limit)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise LabelFileError(
-                f"{path!r}: {name} {int(array[first])} at position {first} "
-                f"is out of range 0..{(limit or 1) - 1}"
-                f"{'' if limit is None else f' ({limit} classes)'}.")
+        if array is not None:
+            check_label_array(array, path, name, num_examples, num_classes)
+    if clean is not None and len(clean) != len(labels):
+        raise LabelFileError(
+            f"{path!r}: {len(labels)} labels but {len(clean)} true labels; "
+            "the two arrays must be of the same examples.")
     names = (tuple(class_names) if class_names is not None else
              tuple(str(i) for i in range(max(int(labels.max()) + 1,
                                               num_classes or 0))))
     return LabelTable(kind="array", labels=labels, class_names=names,
                       clean_labels=clean, source=os.path.expanduser(str(path)))
+
+
+def check_label_array(array, path, name="labels", num_examples=None,
+                      num_classes=None):
+    """Raises LabelFileError unless `array` holds one label per training
+    example (when `num_examples` is known) in 0 .. num_classes - 1 (when
+    known; else non-negative)."""
+    if num_examples is not None and len(array) != num_examples:
+        raise LabelFileError(
+            f"{path!r} holds {len(array)} {name}, but the training split "
+            f"has {num_examples} examples; a label array needs one label "
+            "per training example, in the data set's canonical order.")
+    bad = array < 0 if num_classes is None else (
+        (array < 0) | (array >= num_classes))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        limit = "" if num_classes is None else (
+            f"out of range 0..{num_classes - 1} ({num_classes} classes)")
+        raise LabelFileError(
+            f"{path!r}: {name} {int(array[first])} at position {first} is "
+            f"{limit or 'negative'}.")
 
 
 def canonical_positions_of_ids(ids, split="train"):

@@ -372,7 +372,6 @@ def load_label_table(dataset, noise, labels_file, labels_key=None,
     """The label file as a `LabelTable`, checked before any image is read
     (all that can be checked without the images: `prepare` checks the rest
     once they are loaded)."""
-    label_file.check_label_file_path(labels_file)
     num_classes, per_class = _KNOWN_SIZES.get(dataset, (None, None))
     table = label_file.read_label_file(
         labels_file, labels_key, clean_labels_key, label_classes,
@@ -401,15 +400,10 @@ def _with_label_array(source, table):
     """
     train = source.train
     path = table.source
-    if len(table) != len(train):
-        raise label_file.LabelFileError(
-            f"{path!r} holds {len(table)} labels, but the training split has "
-            f"{len(train)} examples; a label array needs one label per "
-            "training example, in the data set's canonical order.")
-    if int(table.labels.max()) >= source.num_classes:
-        raise label_file.LabelFileError(
-            f"{path!r} has label {int(table.labels.max())}, out of range "
-            f"0..{source.num_classes - 1} ({source.num_classes} classes).")
+    # Checked before loading where the data set's size is known (CIFAR);
+    # an image folder's only now.
+    label_file.check_label_array(table.labels, path, "labels", len(train),
+                                 source.num_classes)
     if source.train.files is not None:  # An image folder: place each file.
         order = label_file.canonical_order_of_class_files(
             train.labels, table.clean_labels, path)

@@ -374,7 +374,7 @@ def _train_and_report(workdir, config, resuming, hold):
         # first meta step, the pseudo-clean precision before the first
         # choice. history.csv has their columns from its first row.
         sometimes = ["val_loss", "val_accuracy"]
-        if config.method in ("mwnet", "l2rw"):
+        if model.schedule.uses_meta_batches:
             sometimes += ["meta_loss", "meta_accuracy"]
         if chooses_meta_set and data.train_examples.clean_labels is not None:
             sometimes.append("meta_label_precision")
