@@ -41,7 +41,8 @@ trains with the V that `mwnet_block` learned on the other seed's labels,
 frozen (`--method=fixed`). Every run that learns a V keeps it in
 `bench/results/weighting_nets/`, and MW-Net runs record their label audit
 (`results.label_audit`); `--audit_existing` audits finished runs whose work
-directories are still in --scratch and adds it to their records.
+directories are still in --scratch and adds it to their records
+(`--audit_again`: also those audited before, after the audit changed).
 """
 
 import argparse
@@ -136,6 +137,12 @@ VARIANTS = {
     "mwnet_pseudo": ["--method=mwnet", "--meta_interval=8", "--meta_lr=0.003",
                      "--real_step_weights=lookahead",
                      "--meta_source=pseudo_clean", "--meta_warmup_steps=500"],
+    # flags/own_data.cfg: the choice scores a fresh quarter of each class.
+    "mwnet_pseudo_pool": ["--method=mwnet", "--meta_interval=8",
+                          "--meta_lr=0.003", "--real_step_weights=lookahead",
+                          "--meta_source=pseudo_clean",
+                          "--meta_warmup_steps=500",
+                          "--pseudo_clean_pool=0.25"],
     "mwnet_pseudo_sl": ["--method=mwnet", "--meta_interval=8",
                         "--meta_lr=0.003", "--real_step_weights=lookahead",
                         "--meta_source=pseudo_clean",
@@ -286,8 +293,9 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
     return record
 
 
-def audit_existing(results_dir, scratch):
-    """Adds the label audit to records of MW-Net runs that lack one.
+def audit_existing(results_dir, scratch, again=False):
+    """Adds the label audit to records of MW-Net runs that lack one (with
+    `again`, to every record: after the audit has changed).
 
     Audits each run's work directory in `scratch` if it is still there (the
     audit needs the saved classifier); returns the names audited.
@@ -303,7 +311,7 @@ def audit_existing(results_dir, scratch):
             record = json.load(file)
         workdir = os.path.join(scratch, os.path.splitext(name)[0])
         if (record["method"] not in ("mwnet", "fixed")
-                or "label_audit" in record["results"]
+                or ("label_audit" in record["results"] and not again)
                 or not os.path.isdir(workdir)):
             continue
         print("# auditing", workdir, flush=True)
@@ -570,6 +578,9 @@ def main():
     parser.add_argument("--audit_existing", action="store_true",
                         help="audit finished MW-Net runs still in --scratch "
                         "whose records lack the audit, then print the tables")
+    parser.add_argument("--audit_again", action="store_true",
+                        help="with --audit_existing: audit every such run, "
+                        "also those already audited (after the audit changed)")
     parser.add_argument("--figure", help="write the figure (PNG) of "
                         "--protocol's runs here")
     parser.add_argument("--extra_flags", default="",
@@ -603,7 +614,7 @@ def main():
                  f"are {', '.join(ALL_NOISES)}, variants {', '.join(VARIANTS)}, "
                  "seeds non-negative integers.")
     if args.audit_existing:
-        audit_existing(args.results_dir, args.scratch)
+        audit_existing(args.results_dir, args.scratch, args.audit_again)
     elif not args.table_only:
         if not os.path.isfile(args.archive):
             sys.exit(f"accuracy.py: error: --archive={args.archive} is not a "

@@ -10,10 +10,12 @@ name, `wrn28_10:mixed_bfloat16`, separated by `+`) it times CE, `--methods`
 class-aware V, three task families; `reuse`: MW-Net whose real step on a
 meta step reuses the lookahead's gradient, `real_step_weights="lookahead"`;
 `reuse_sl`: `reuse` with soft label correction, `label_correction=True`,
-whose step adds a forward pass of the EMA classifier; `selection`: the
-pseudo-clean meta set's choice, one inference pass of the EMA classifier
-over the training set per epoch, timed per batch, which is its amortised
-cost per training step), MW-Net with the exact lookahead
+whose step adds a forward pass of the EMA classifier; `reuse_ema`: `reuse`
+keeping the EMA classifier the pseudo-clean choice scores with
+(flags/own_data.cfg's step); `selection`: the pseudo-clean meta set's
+choice, one inference pass of the EMA classifier over the training set per
+epoch, timed per batch, which is its amortised cost per training step;
+with `pseudo_clean_pool=f` it scores a fraction f, so costs f times that), MW-Net with the exact lookahead
 (`meta_scope="all"`) and each partial scope of `--scopes`: `head` (the
 logits layer) and `block` (the top residual block and everything above it:
 the last 5 layers with weights of ResNet-32, the last 6 of WRN-28-10, as in
@@ -36,6 +38,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# MW-Net whose real step reuses the lookahead's gradient, as flags/fast.cfg:
+# plain, with label correction, with the EMA classifier kept.
+REUSE = ("reuse", "reuse_sl", "reuse_ema")
 # Layers with weights in the top residual block plus those above it.
 TOP_BLOCK = {"resnet8": 5, "resnet14": 5, "resnet20": 5, "resnet32": 5,
              "resnet56": 5, "resnet110": 5,
@@ -115,13 +120,12 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup,
             class_families=[label % 3 for label in range(10)])
     model = mwnet_tf.MetaWeightNet(
         zoo.build(model_name, 10), weighting_net,
-        method=("mwnet" if method in ("cmwnet", "reuse", "reuse_sl")
-                else method),
+        method=("mwnet" if method in REUSE + ("cmwnet",) else method),
         meta_scope=meta_scope_of(scope, model_name),
         meta_interval=meta_interval,
-        real_step_weights=("lookahead" if method in ("reuse", "reuse_sl")
-                           else "updated"),
-        label_correction=method == "reuse_sl")
+        real_step_weights="lookahead" if method in REUSE else "updated",
+        label_correction=method == "reuse_sl",
+        ema_decay=0.997 if method == "reuse_ema" else None)
     model.compile()
     statistic = "median"
     if meta_interval > 1:
@@ -221,7 +225,7 @@ def main():
                    if scope] + [(method, "all", 1) for method in
                                 args.methods.split(",") if method] + [
                    (method, "all", k) for k in intervals
-                   for method in ("mwnet", "cmwnet", "reuse", "reuse_sl")
+                   for method in ("mwnet", "cmwnet") + REUSE
                    if method == "mwnet" or method in args.methods.split(",")]]
     # Round-robin repeats: a slow spell of the shared machine then hits one
     # repeat of every configuration, not every repeat of one.

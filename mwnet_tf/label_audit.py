@@ -14,12 +14,15 @@ the examples most suspect first and writes
   predicted probability, the loss, V's weight, the suggested label and its
   probability (the prediction of the averaged (EMA) classifier that label
   correction trusts, where the run kept one; else the classifier's), the
-  verdict ("suspect" where the suggestion differs from the given label,
-  else "keep"), and whether the label is known to be corrupted (1), clean
-  (0) or unknown (empty);
-- `relabel.csv`: the suspects alone, most suspect first: file, given and
-  suggested label, confidence: a list to review and, once reviewed, train
-  on (`mwnet_tf.label_audit.write_relabel_csv`);
+  verdict, and whether the label is known to be corrupted (1), clean (0)
+  or unknown (empty). Verdicts: "relabel" where the suggestion differs
+  from the given label with a probability of at least
+  `relabel_confidence` (0.9), "suspect" where it differs with less (the
+  model doubts the label but has no confident answer: look at it), else
+  "keep";
+- `relabel.csv`: the "relabel" rows alone, most suspect first: file, given
+  and suggested label, confidence: changes to review and apply
+  (`mwnet_tf.label_audit.write_relabel_csv`);
 - `labels.csv` (or `labels.npz`): the training labels in the kind the user
   gave them (a CSV label file or class folders: CSV; a label array: .npz),
   every row, with the verdict and suggested label beside the given one
@@ -30,7 +33,8 @@ the examples most suspect first and writes
 - where the true labels are known: how well the weights find the corrupted
   labels (ROC AUC, precision and recall among the k lowest weights, k the
   number of corrupted labels), beside the same figures for the loss itself,
-  and how often the suggested label is the true one among those k flagged.
+  how often the suggested label is the true one among those k flagged, and
+  among the "relabel" verdicts.
 
 V maps the loss to the weight, so as a ranking it agrees with the loss
 wherever V decreases (and reverses it where V increases): the weights rank
@@ -76,8 +80,14 @@ CSV_COLUMNS = ("rank", "index", "file", "given_label", "given_class",
 RELABEL_COLUMNS = ("rank", "index", "file", "given_label", "given_class",
                    "suggested_label", "suggested_class", "confidence")
 # A suggestion is the model's belief, not a checked label: a verdict says
-# only whether it disagrees with the given one.
-VERDICTS = ("suspect", "keep")
+# whether it disagrees with the given one, and how sure the model is.
+VERDICTS = ("relabel", "suspect", "keep")
+# The least probability of a suggestion for a "relabel" verdict. A model
+# trained on noisy labels is right about its confident disagreements far
+# more often than about the others: on CIFAR-10 with 36-41% wrong labels
+# (BENCHMARKS.md, "Label audit"), 85-96% of the suggestions at >= 0.9 were
+# the true label, 39-45% of all of them.
+DEFAULT_RELABEL_CONFIDENCE = 0.9
 DEFAULT_GALLERY_SIZE = 36
 # What the audit ranks by: V's weight (lowest first) where V decreases over
 # the losses it saw, else the loss itself (highest first).
@@ -111,6 +121,8 @@ class LabelAudit:
         suggested_by: "averaged classifier" or "classifier".
         true_label: int64 [N] of the true labels where known (-1
             elsewhere), or None when none is known.
+        relabel_confidence: The least `suggested_probability` of a
+            "relabel" verdict.
     """
 
     index: np.ndarray
@@ -127,6 +139,7 @@ class LabelAudit:
     suggested_probability: Optional[np.ndarray] = None
     suggested_by: str = "classifier"
     true_label: Optional[np.ndarray] = None
+    relabel_confidence: float = DEFAULT_RELABEL_CONFIDENCE
 
     def __post_init__(self):
         if self.suggested_label is None:
@@ -141,6 +154,18 @@ class LabelAudit:
     def suspect(self):
         """bool [N]: the suggestion differs from the given label."""
         return self.suggested_label != self.given_label
+
+    @property
+    def relabel(self):
+        """bool [N]: the suggestion differs, with a probability of at least
+        `relabel_confidence`."""
+        return self.suspect & (self.suggested_probability
+                               >= self.relabel_confidence)
+
+    def verdicts(self):
+        """str [N] of `VERDICTS`: relabel, suspect (unsure) or keep."""
+        return np.where(self.relabel, VERDICTS[0],
+                        np.where(self.suspect, VERDICTS[1], VERDICTS[2]))
 
     def suspect_order(self):
         """Row order of the CSV and the gallery, most suspect first.
@@ -242,7 +267,8 @@ def weighting_function_shape(weighting_net, losses, labels=None,
 
 
 def audit_labels(classifier, weighting_net, dataset, examples=None,
-                 from_logits=True, verbose=1, averaged_classifier=None):
+                 from_logits=True, verbose=1, averaged_classifier=None,
+                 relabel_confidence=DEFAULT_RELABEL_CONFIDENCE):
     """Scores every training example with the classifier and V.
 
     Streams `dataset` batch by batch: only the per-example numbers are kept.
@@ -261,14 +287,18 @@ def audit_labels(classifier, weighting_net, dataset, examples=None,
         averaged_classifier: The run's averaged (EMA) classifier, if it kept
             one (`MetaWeightNet.averaged_classifier`): its predictions are
             the suggested labels; None: the classifier's are.
+        relabel_confidence: The least probability of a suggestion for a
+            "relabel" verdict, in (0, 1].
 
     Returns:
         A `LabelAudit`, ranked by V's weight if V decreases over the losses
         seen (`weighting_function_shape`), else by the loss.
 
     Raises:
-        ValueError: `dataset` does not yield `examples`' labels in order.
+        ValueError: `dataset` does not yield `examples`' labels in order,
+            or `relabel_confidence` is not in (0, 1].
     """
+    check_relabel_confidence(relabel_confidence)
     loss_dtype = weighting_net.compute_dtype
 
     def probabilities_of(model, x):
@@ -324,10 +354,22 @@ def audit_labels(classifier, weighting_net, dataset, examples=None,
         suggested_probability=confidence.astype(np.float32),
         suggested_by=("classifier" if averaged_classifier is None
                       else "averaged classifier"),
-        true_label=None if clean is None else np.asarray(clean, np.int64))
+        true_label=None if clean is None else np.asarray(clean, np.int64),
+        relabel_confidence=float(relabel_confidence))
 
 
-def audit_model(model, x, y=None, batch_size=256, verbose=0):
+def check_relabel_confidence(confidence):
+    """Raises ValueError unless 0 < confidence <= 1."""
+    if isinstance(confidence, bool) or not isinstance(
+            confidence, (int, float, np.integer, np.floating)) or not (
+            0 < confidence <= 1):
+        raise ValueError("relabel_confidence is the least probability of a "
+                         "suggested label to change to, in (0, 1]; got "
+                         f"{confidence!r}.")
+
+
+def audit_model(model, x, y=None, batch_size=256, verbose=0,
+                relabel_confidence=DEFAULT_RELABEL_CONFIDENCE):
     """The label audit of any data by a `MetaWeightNet`, from Python.
 
     Scores every example: its loss, V's weight, the predicted and the
@@ -340,11 +382,14 @@ def audit_model(model, x, y=None, batch_size=256, verbose=0):
         y: Labels, class indices or one-hot, when `x` is an array.
         batch_size: Batch size for arrays.
         verbose: 1 shows a progress bar.
+        relabel_confidence: The least probability of a suggestion for a
+            "relabel" verdict.
 
     Returns:
         A `LabelAudit`, rows in the data's order: `suspect_order()` lists
-        the most suspect first, `suspect` says where the suggestion
-        differs from the label. Where V does not fall with the loss its low
+        the most suspect first, `verdicts()` says which labels to change
+        ("relabel": a confident suggestion), to look at ("suspect") or to
+        keep. Where V does not fall with the loss its low
         weights do not mark wrong labels: the audit then ranks by the loss
         instead and warns (as the command-line audit does).
     """
@@ -356,7 +401,8 @@ def audit_model(model, x, y=None, batch_size=256, verbose=0):
                 else model.averaged_classifier())
     audit = audit_labels(model.classifier, model.weighting_net, dataset,
                          from_logits=model.from_logits, verbose=verbose,
-                         averaged_classifier=averaged)
+                         averaged_classifier=averaged,
+                         relabel_confidence=relabel_confidence)
     if audit.ranked_by != "weight":
         warnings.warn(
             f"V is {audit.weighting_shape['shape']} over these losses, not "
@@ -392,6 +438,25 @@ def _detection(suspicion, corrupted, flagged):
     return {"roc_auc": roc_auc(suspicion, corrupted),
             "precision": hits / flagged if flagged else None,
             "recall": hits / int(corrupted.sum()) if corrupted.any() else None}
+
+
+def _relabel_report(audit, known):
+    """How right the "relabel" verdicts are, among the known labels."""
+    relabel = audit.relabel[known]
+    corrupted = audit.corrupted[known].astype(bool)
+    right = (audit.suggested_label[known] == audit.true_label[known])
+    return {
+        "confidence": audit.relabel_confidence,
+        "count": int(relabel.sum()),
+        # The share of the changes that would make the label right.
+        "accuracy": float(right[relabel].mean()) if relabel.any() else None,
+        "corrupted": (float(corrupted[relabel].mean()) if relabel.any()
+                      else None),
+        # The share of the wrong labels the changes would fix.
+        "fixes_of_corrupted": (float((relabel & right & corrupted).sum()
+                                     / corrupted.sum())
+                               if corrupted.any() else None),
+    }
 
 
 def detection_report(audit):
@@ -434,6 +499,7 @@ def detection_report(audit):
                 audit.suggested_label[known][audit.suspect[known]]
                 == audit.true_label[known][audit.suspect[known]]))
             if audit.suspect[known].any() else None,
+            "relabel": _relabel_report(audit, known),
         }
     return {
         "suggestions": suggestion,
@@ -455,6 +521,7 @@ def write_csv(audit, path, class_names):
     """Writes the audit, most suspect first (`suspect_order`), one row each."""
     order = audit.suspect_order()
     names = np.asarray(class_names, dtype=object)
+    verdicts = audit.verdicts()
 
     def write(file):
         writer = csv.writer(file)
@@ -474,8 +541,7 @@ def write_csv(audit, path, class_names):
                  f"{audit.loss[r]:.4f}", f"{audit.weight[r]:.4f}",
                  int(audit.suggested_label[r]),
                  names[audit.suggested_label[r]],
-                 f"{audit.suggested_probability[r]:.4f}",
-                 VERDICTS[0] if audit.suspect[r] else VERDICTS[1],
+                 f"{audit.suggested_probability[r]:.4f}", verdicts[r],
                  "" if corrupted[i] < 0 else int(corrupted[i]))
                 for i, r in enumerate(rows))
 
@@ -483,11 +549,12 @@ def write_csv(audit, path, class_names):
 
 
 def write_relabel_csv(audit, path, class_names):
-    """Writes the suspects (suggestion differs from the given label), most
-    suspect first: what to review, and to train on once reviewed (keep the
-    rows whose suggestion is right, fix the others)."""
+    """Writes the "relabel" verdicts (a suggestion other than the given
+    label, at least `relabel_confidence` probable), most suspect first:
+    the changes to review and apply (the unsure "suspect" rows are in
+    audit.csv)."""
     order = audit.suspect_order()
-    order = order[audit.suspect[order]]
+    order = order[audit.relabel[order]]
     names = np.asarray(class_names, dtype=object)
 
     def write(file):
@@ -581,7 +648,9 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
         known = -1 if audit.corrupted is None else int(audit.corrupted[row])
         given = class_names[audit.given_label[row]]
         if audit.suspect[row]:
-            verdict = (f"probably {class_names[audit.suggested_label[row]]} "
+            # "probably" only where the verdict is to relabel.
+            verdict = (f"{'probably' if audit.relabel[row] else 'perhaps'} "
+                       f"{class_names[audit.suggested_label[row]]} "
                        f"({audit.suggested_probability[row]:.2f})")
         else:
             verdict = "no other label suggested"
@@ -606,7 +675,8 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
 
 def run_audit(workdir, classifier, weighting_net, data,
               gallery_size=DEFAULT_GALLERY_SIZE, verbose=1,
-              averaged_classifier=None):
+              averaged_classifier=None,
+              relabel_confidence=DEFAULT_RELABEL_CONFIDENCE):
     """Audits a run's training labels and writes the audit into `workdir`.
 
     Args:
@@ -617,6 +687,8 @@ def run_audit(workdir, classifier, weighting_net, data,
         verbose: 1 shows a progress bar.
         averaged_classifier: The run's averaged classifier, if it kept one:
             the suggested labels are its predictions.
+        relabel_confidence: The least probability of a suggestion for a
+            "relabel" verdict (and a row of relabel.csv).
 
     Returns:
         A JSON-serialisable summary (for results.json): files written,
@@ -627,7 +699,8 @@ def run_audit(workdir, classifier, weighting_net, data,
     start = time.perf_counter()
     audit = audit_labels(classifier, weighting_net, data.train_eval,
                          data.train_examples, verbose=verbose,
-                         averaged_classifier=averaged_classifier)
+                         averaged_classifier=averaged_classifier,
+                         relabel_confidence=relabel_confidence)
     write_csv(audit, os.path.join(workdir, "audit.csv"), data.class_names)
     write_relabel_csv(audit, os.path.join(workdir, "relabel.csv"),
                       data.class_names)
@@ -652,6 +725,8 @@ def run_audit(workdir, classifier, weighting_net, data,
                "relabel_csv": "relabel.csv",
                "labels_out": labels_out,
                "suspects": int(audit.suspect.sum()),
+               "relabel": int(audit.relabel.sum()),
+               "relabel_confidence": audit.relabel_confidence,
                "suggested_by": audit.suggested_by,
                "gallery": "suspect_labels.png",
                "seconds": time.perf_counter() - start,
@@ -695,8 +770,18 @@ def run_audit(workdir, classifier, weighting_net, data,
                 "n/a" if suggestions["accuracy_among_flagged_corrupted"]
                 is None else
                 f"{100 * suggestions['accuracy_among_flagged_corrupted']:.1f}%")
-    logging.info("%d suspects (suggested label differs from the given one) "
-                 "in %s/relabel.csv, to review.", summary["suspects"],
-                 workdir)
+        relabel = suggestions and suggestions["relabel"]
+        if relabel and relabel["count"]:
+            logging.info(
+                "Changes suggested with probability >= %.2f: the true label "
+                "for %.1f%% of the %d (they fix %.1f%% of the wrong labels).",
+                relabel["confidence"], 100 * relabel["accuracy"],
+                relabel["count"], 100 * (relabel["fixes_of_corrupted"] or 0))
+    logging.info(
+        "%d labels to change (a suggestion at least %.2f probable) in "
+        "%s/relabel.csv, to review and apply; %d more suspect without a "
+        "confident suggestion (audit.csv, verdict \"suspect\").",
+        summary["relabel"], audit.relabel_confidence, workdir,
+        summary["suspects"] - summary["relabel"])
     json.dumps(summary)  # Fails here, not after training, if not JSON.
     return summary

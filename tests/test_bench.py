@@ -325,7 +325,8 @@ def _ratio_bounds(numerator, denominator):
 @pytest.mark.slow
 def test_step_time_table(tmp_path):
     output = _run("step_time.py", "--models=resnet8", "--policies=float32",
-                  "--scopes=block", "--methods=fixed,reuse,reuse_sl,selection",
+                  "--scopes=block",
+                  "--methods=fixed,reuse,reuse_sl,reuse_ema,selection",
                   "--intervals=2", *TINY_TIMING)
 
     table = _markdown_table(output, "model |")
@@ -334,8 +335,9 @@ def test_step_time_table(tmp_path):
         ("ce", "-", "-"), ("mwnet", "all", "1"),
         ("mwnet", "block (5 layers)", "1"), ("fixed", "-", "-"),
         ("reuse", "all", "1"), ("reuse_sl", "all", "1"),
-        ("selection", "-", "-"), ("mwnet", "all", "2 (mean)"),
-        ("reuse", "all", "2 (mean)"), ("reuse_sl", "all", "2 (mean)")]
+        ("reuse_ema", "all", "1"), ("selection", "-", "-"),
+        ("mwnet", "all", "2 (mean)"), ("reuse", "all", "2 (mean)"),
+        ("reuse_sl", "all", "2 (mean)"), ("reuse_ema", "all", "2 (mean)")]
     for row in table:
         # The amortised row times whole intervals: 1 step rounds up to 2.
         steps = "2 x 1" if row["meta step every"] == "2 (mean)" else "1 x 1"
@@ -555,3 +557,34 @@ def test_quickstart_refuses_bad_arguments_before_any_run(tmp_path):
         assert process.returncode != 0
         assert "quickstart.py: error: unknown" in process.stderr
         assert os.listdir(tmp_path) == []
+
+
+# bench/pseudo_clean_pool.py
+
+
+def test_pool_replay_measures_the_chosen_labels_right(tmp_path):
+    # Two classes of 40: in each, the 5 lowest losses of the whole class
+    # are right labels; every other example's label is wrong. A pool of
+    # the whole class finds only right labels; a pool of a quarter (10 of
+    # 40) holds on average 1.25 of the 5, so most of its choice is wrong.
+    rows = []
+    for label in (0, 1):
+        for k in range(40):
+            right = k < 5
+            rows.append({"given_label": label, "loss": k / 10,
+                         "corrupted": 0 if right else 1})
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "audit.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, ["given_label", "loss", "corrupted"])
+        writer.writeheader()
+        writer.writerows(rows)
+    output = _run("pseudo_clean_pool.py", run, "--fractions=1,0.25",
+                  "--per_class=5", "--draws=50")
+    (row,) = _markdown_table(output, "run |")
+    whole, quarter = (row[f"pool {f}: mean / worst"] for f in ("1", "0.25"))
+    assert whole == "1.000 / 1.00"
+    mean = float(quarter.split(" / ")[0])
+    # Expected share right: E[hypergeometric(10 of 40, 5 marked)] / 5.
+    assert abs(mean - 0.25) < 0.08, quarter
+

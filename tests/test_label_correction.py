@@ -9,7 +9,9 @@ import mwnet_tf
 from reference_math import FEATURES, NUM_CLASSES
 from reference_math import batches as _batches
 from reference_math import classifier as _classifier
-from test_trainer import traces_of
+from tiny_models import max_difference as _max_difference
+from tiny_models import train as _train
+from tiny_models import traces_of
 
 DECAY = 0.9  # Far from 1, so that a few steps move the average visibly.
 
@@ -35,16 +37,6 @@ def _model(method="mwnet", batch_norm=True, steps_per_execution=1,
     model.compile(optimizer=keras.optimizers.SGD(0.3, momentum=0.9),
                   weight_decay=0.0, steps_per_execution=steps_per_execution)
     return model
-
-
-def _train(model, data, steps):
-    return model.fit(tf.data.Dataset.from_tensors(data).repeat(steps),
-                     epochs=1, verbose=0)
-
-
-def _max_difference(a, b):
-    return max(float(np.max(np.abs(x.numpy() - y.numpy())))
-               for x, y in zip(a.variables, b.variables))
 
 
 @pytest.mark.parametrize("class_aware", [False, True])

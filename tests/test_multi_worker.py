@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 import multi_worker_program as program
+from tiny_runs import image_tree
 from mwnet_tf.testing import local_cluster as cluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,7 +109,7 @@ def test_keras_still_fails_where_metaweightnet_works_around_it(
 
 
 def _runner_args(workdir, tree, cache, *extra):
-    # ResNet-20 rather than ResNet-8 (tests/test_main.py's tiny runs): an
+    # ResNet-20 rather than ResNet-8 (tests/tiny_runs.py's tiny runs): an
     # epoch must last long enough on a fast CPU to kill the workers in.
     return ["-m", "mwnet_tf.main",
             f"--flagfile={os.path.join(REPO, 'flags', 'base.cfg')}",
@@ -127,8 +128,7 @@ def _final_weights(workdir):
 
 @pytest.fixture(scope="module")
 def runner_tree(tmp_path_factory):
-    from test_main import _image_tree
-    return _image_tree(tmp_path_factory.mktemp("runner_tree"), 12, 20, seed=3)
+    return image_tree(tmp_path_factory.mktemp("runner_tree"), 12, 20, seed=3)
 
 
 @pytest.fixture(scope="module")

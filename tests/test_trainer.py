@@ -1,4 +1,7 @@
-"""Behaviour of the MetaWeightNet training step."""
+"""Behaviour of the MetaWeightNet training step (mwnet_tf/trainer.py).
+
+How a step learns its kind (host or tf.cond): test_fit_workarounds.py;
+meta_scope: test_layer_scope.py; the logged metrics: test_step_metrics.py."""
 
 import keras
 import numpy as np
@@ -9,10 +12,14 @@ import mwnet_tf
 import reference_math
 import zoo
 
-from reference_math import FEATURES, NUM_CLASSES  # noqa: F401
+from reference_math import FEATURES, NUM_CLASSES
 from reference_math import batches as _batches
 from reference_math import classifier as _classifier
 from reference_math import per_example_ce as _per_example_ce
+from tiny_models import compiled as _compiled
+from tiny_models import max_difference as _max_difference
+from tiny_models import train as _train
+from tiny_models import traces_of
 
 
 def _reference_meta_loss(model, x, y, x_meta, y_meta, moved_layers=None):
@@ -23,23 +30,6 @@ def _reference_meta_loss(model, x, y, x_meta, y_meta, moved_layers=None):
             model.weighting_net, model.weight_normalization),
         x, y, x_meta, y_meta, model.optimizer, model.lookahead,
         model.weight_decay, moved_layers)
-
-
-def _compiled(lookahead="sgd", weight_normalization="mean", dtype="float32",
-              method="mwnet", batch_norm=True, seed=0, meta_scope="all",
-              meta_interval=1, meta_warmup_steps=0,
-              real_step_weights="updated", **compile_kwargs):
-    model = mwnet_tf.MetaWeightNet(
-        _classifier(dtype, batch_norm, seed),
-        mwnet_tf.WeightingNet(hidden_sizes=(8,), seed=seed, dtype=dtype),
-        method=method, lookahead=lookahead,
-        weight_normalization=weight_normalization, meta_scope=meta_scope,
-        meta_interval=meta_interval, meta_warmup_steps=meta_warmup_steps,
-        real_step_weights=real_step_weights)
-    compile_kwargs.setdefault(
-        "optimizer", keras.optimizers.SGD(0.5, momentum=0.9, nesterov=True))
-    model.compile(**compile_kwargs)
-    return model
 
 
 # The mathematics is tested case by case in test_meta_gradient.py; here,
@@ -151,28 +141,6 @@ def test_train_step_updates_batchnorm_statistics_once():
     model.train_on_batch(((x, y), (x_meta, y_meta)))
     np.testing.assert_allclose(batch_norm.moving_mean.numpy(), expected_mean,
                                rtol=1e-4, atol=1e-6)
-
-
-def _train(model, data, steps, callbacks=None):
-    dataset = tf.data.Dataset.from_tensors(data).repeat(steps)
-    return model.fit(dataset, epochs=1, verbose=0, callbacks=callbacks)
-
-
-def traces_of(model):
-    """A list that grows by one each time Keras traces `model.train_step`
-    (once per replica under a strategy): once per kind of step (meta step
-    or not, warming up or not) when each kind is its own function, chosen
-    on the host before each call; once in all when one function holds
-    every kind under tf.cond. Call it before the model first trains."""
-    traces = []
-    train_step = model.train_step
-
-    def counted(data):
-        traces.append(None)
-        return train_step(data)
-
-    model.train_step = counted
-    return traces
 
 
 @pytest.mark.parametrize("method", ["mwnet", "l2rw", "ce"])
@@ -323,27 +291,6 @@ def test_a_frozen_v_keeps_its_meta_step_count():
         model.compile()
         model.train_on_batch(((x, y), (x_meta, y_meta)))
         assert net.meta_steps == expected, method
-
-
-def test_corrupted_flag_feeds_clean_and_corrupted_weight_metrics():
-    model = _compiled()
-    x, y, x_meta, y_meta = _batches(10)
-    corrupted = np.array([1, 0] * 6, "float32")
-    # The logged weights are V after the meta step, on the losses at the
-    # weights before the step.
-    state = [v.value for v in model.classifier.non_trainable_variables]
-    logits, _ = model.classifier.stateless_call(
-        model.classifier.trainable_variables, state, x, training=True)
-    losses = _per_example_ce(y, logits)
-    logs = model.train_on_batch(((x, y, corrupted), (x_meta, y_meta)),
-                                return_dict=True)
-    weights = model.weighting_function(losses).numpy()
-    assert logs["clean_weight"] == pytest.approx(weights[corrupted == 0].mean(),
-                                                 rel=1e-3)
-    assert logs["corrupted_weight"] == pytest.approx(
-        weights[corrupted == 1].mean(), rel=1e-3)
-    assert set(logs) >= {"loss", "meta_loss", "accuracy", "meta_accuracy",
-                         "mean_weight"}
 
 
 def test_bad_arguments_are_rejected_with_clear_messages():
@@ -524,28 +471,6 @@ def test_save_and_load_round_trip(tmp_path):
     assert not [n for n in names if "optimizer" in n or "adam" in n], names
 
 
-def _max_difference(model_a, model_b):
-    return max(float(np.max(np.abs(a.numpy() - b.numpy())))
-               for a, b in zip(model_a.variables, model_b.variables))
-
-
-def test_meta_interval_on_two_replicas_matches_one_device(
-        two_replica_strategy):
-    """Host-chosen meta steps (two replicas) = tf.cond (one device)."""
-    x, y, x_meta, y_meta = _batches(21, n=16, n_meta=8)
-    data = ((x, y), (x_meta, y_meta))
-    single = _compiled(batch_norm=False, meta_interval=3)
-    _train(single, data, 5)
-    with two_replica_strategy.scope():
-        mirrored = _compiled(batch_norm=False, meta_interval=3)
-    _train(mirrored, data, 3)
-    _train(mirrored, data, 2)  # A second fit goes on counting steps.
-    assert _max_difference(single, mirrored) < 1e-5
-    every_step = _compiled(batch_norm=False)
-    _train(every_step, data, 5)
-    assert _max_difference(single, every_step) > 1e-3
-
-
 @pytest.mark.parametrize("lookahead,weight_normalization",
                          [("sgd", "mean"), ("optimizer", "sum")])
 def test_real_step_weights_lookahead_steps_with_v_before_its_update(
@@ -589,52 +514,6 @@ def test_real_step_weights_lookahead_steps_with_v_before_its_update(
             assert _max_difference(reusing.classifier,
                                    updated.classifier) > 1e-4
     assert meta_steps == [True, False, True, False]
-
-
-def test_real_step_weights_lookahead_on_two_replicas_and_in_tf_cond(
-        two_replica_strategy):
-    """Two replicas (host-chosen steps) and one device with tf.cond (two
-    steps per call) train as one device with one step per call."""
-    x, y, x_meta, y_meta = _batches(24, n=16, n_meta=8)
-    data = ((x, y), (x_meta, y_meta))
-    options = dict(batch_norm=False, meta_interval=2,
-                   real_step_weights="lookahead")
-    single = _compiled(**options)
-    _train(single, data, 4)
-    in_graph = _compiled(steps_per_execution=2, **options)
-    in_graph_traces = traces_of(in_graph)
-    _train(in_graph, data, 4)
-    with two_replica_strategy.scope():
-        mirrored = _compiled(**options)
-    mirrored_traces = traces_of(mirrored)
-    _train(mirrored, data, 4)
-    # Both kinds of step in one function (tf.cond); on two replicas a
-    # function per kind, each traced on both replicas.
-    assert (len(in_graph_traces), len(mirrored_traces)) == (1, 4)
-    assert int(mirrored.meta_optimizer.iterations.numpy()) == 2
-    assert _max_difference(single, in_graph) < 1e-5
-    assert _max_difference(single, mirrored) < 1e-5
-    updated = _compiled(batch_norm=False, meta_interval=2)
-    _train(updated, data, 4)
-    assert _max_difference(single, updated) > 1e-4
-
-
-def test_meta_interval_chosen_on_the_host_equals_tf_cond_on_one_device():
-    """One step per call: two traced functions, the meta step's chosen on
-    the host; several: tf.cond in the graph. The same training either way."""
-    x, y, x_meta, y_meta = _batches(22, n=16, n_meta=8)
-    data = ((x, y), (x_meta, y_meta))
-    on_host = _compiled(meta_interval=3)
-    in_graph = _compiled(meta_interval=3, steps_per_execution=2)
-    on_host_traces, in_graph_traces = traces_of(on_host), traces_of(in_graph)
-    _train(on_host, data, 6)
-    _train(in_graph, data, 6)
-    # Steps 0 and 3 take the meta step, the others not: a function for
-    # each kind on the host, one holding both in the graph.
-    assert (len(on_host_traces), len(in_graph_traces)) == (2, 1)
-    assert int(on_host.meta_optimizer.iterations) == 2
-    assert int(in_graph.meta_optimizer.iterations) == 2
-    assert _max_difference(on_host, in_graph) < 1e-5
 
 
 # MW-Net with the kind of step chosen on the host, L2RW with tf.cond.
@@ -690,27 +569,6 @@ def test_warmup_steps_take_no_meta_step(method, like, steps_per_execution):
     assert len(traces) == (2 if steps_per_execution == 1 else 1)
 
 
-def test_warmup_on_two_replicas_matches_one_device(two_replica_strategy):
-    x, y, x_meta, y_meta = _batches(24, n=16, n_meta=8)
-    data = ((x, y), (x_meta, y_meta))
-    single = _compiled(batch_norm=False, meta_warmup_steps=2,
-                       steps_per_execution=2)  # tf.cond in the graph.
-    _train(single, data, 4)
-    with two_replica_strategy.scope():
-        mirrored = _compiled(batch_norm=False, meta_warmup_steps=2)
-    _train(mirrored, data, 4)
-    assert int(mirrored.meta_optimizer.iterations.numpy()) == 2
-    assert _max_difference(single, mirrored) < 1e-5
-
-
-def test_meta_interval_on_two_replicas_needs_one_step_per_execution(
-        two_replica_strategy):
-    with two_replica_strategy.scope():
-        model = mwnet_tf.MetaWeightNet(_classifier(), meta_interval=2)
-        with pytest.raises(ValueError, match="steps_per_execution=1"):
-            model.compile(steps_per_execution=2)
-
-
 def _resnet8(synchronized_batch_norm):
     classifier = zoo.build("resnet8", 4, input_shape=(8, 8, 3), seed=0,
                            synchronized_batch_norm=synchronized_batch_norm)
@@ -741,183 +599,3 @@ def test_synchronized_batch_norm_makes_two_replicas_match_one_device(
     assert _max_difference(single, synchronized) < 1e-5
     # Without synchronization the replicas normalise with their own halves.
     assert _max_difference(single, per_replica) > 1e-3
-
-
-# ------------------------------------------------------------- meta_scope
-
-
-class _CountingIdentity(keras.layers.Layer):
-    """Identity whose backward pass counts how often it runs (eagerly)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.backward_calls = 0
-
-    def call(self, inputs):
-        @tf.custom_gradient
-        def identity(x):
-            def backward(upstream):
-                self.backward_calls += 1
-                return upstream
-            return tf.identity(x), backward
-        return identity(inputs)
-
-
-@pytest.mark.parametrize("method", ["mwnet", "l2rw"])
-@pytest.mark.parametrize("lookahead", ["sgd", "optimizer"])
-def test_partial_lookahead_never_differentiates_below_its_scope(method,
-                                                                lookahead):
-    """With meta_scope="head" only the real step runs the lower backward.
-
-    A counting identity sits between the bottom layers and the head. The
-    exact algorithm runs its backward for the lookahead gradient, the meta
-    backward and the real step; the head-only lookahead must run it once.
-    """
-    calls = {}
-    for meta_scope in ("all", "head"):
-        inputs = keras.Input((FEATURES,))
-        hidden = keras.layers.Dense(6, activation="tanh")(inputs)
-        counter = _CountingIdentity()
-        outputs = keras.layers.Dense(NUM_CLASSES)(counter(hidden))
-        model = mwnet_tf.MetaWeightNet(keras.Model(inputs, outputs),
-                                       method=method, lookahead=lookahead,
-                                       meta_scope=meta_scope)
-        model.compile(run_eagerly=True)
-        x, y, x_meta, y_meta = _batches(14)
-        model.train_on_batch(((x, y), (x_meta, y_meta)))
-        calls[meta_scope] = counter.backward_calls
-    assert calls["head"] == 1
-    assert calls["all"] >= 3
-
-
-@pytest.mark.parametrize("method", ["mwnet", "l2rw"])
-def test_scope_naming_every_layer_is_the_exact_algorithm(method):
-    """Listing every layer takes the separate-tape path to the same numbers."""
-    x, y, x_meta, y_meta = _batches(15)
-    data = ((x, y), (x_meta, y_meta))
-    exact = _compiled(method=method, dtype="float64")
-    listed = _compiled(method=method, dtype="float64",
-                       meta_scope=["hidden", "norm", "logits"])
-    assert len(listed.lookahead_variables) == len(
-        listed.classifier.trainable_variables)
-    _train(exact, data, 2)
-    _train(listed, data, 2)
-    for a, b in zip(exact.variables, listed.variables):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10,
-                                   atol=1e-12, err_msg=a.path)
-
-
-@pytest.mark.parametrize("meta_scope", ["head", 2])
-def test_partial_meta_step_changes_only_the_weighting_net(meta_scope):
-    """The meta step moves V and nothing of the classifier.
-
-    After one step, V equals one Adam step on the partial meta-gradient
-    (no L2), and the classifier (BatchNorm statistics included) equals one
-    plain SGD step on the loss weighted by the new V: the lookahead left
-    nothing of it moved.
-    """
-    model = _compiled(meta_scope=meta_scope, weight_decay=0.0,
-                      meta_weight_decay=0.0, optimizer=keras.optimizers.SGD(0.5))
-    x, y, x_meta, y_meta = _batches(16)
-    classifier_before = [v.numpy().copy()
-                         for v in model.classifier.variables]
-    grads = model.compute_meta_gradients(x, y, x_meta, y_meta)
-    for old, variable in zip(classifier_before, model.classifier.variables):
-        np.testing.assert_array_equal(old, variable.numpy())
-    reference = keras.optimizers.Adam(1e-3)
-    theta = [keras.Variable(v.numpy()) for v in
-             model.weighting_net.trainable_variables]
-    reference.apply(grads, theta)
-    # The classifier's reference: summed, so that the sample weights are
-    # the loss coefficients V(l_i) / n of the "mean" normalisation.
-    plain = _classifier()
-    plain.compile(optimizer=keras.optimizers.SGD(0.5),
-                  loss=keras.losses.SparseCategoricalCrossentropy(
-                      from_logits=True, reduction="sum"))
-    plain.set_weights(model.classifier.get_weights())
-    logits, _ = plain.stateless_call(
-        plain.trainable_variables,
-        [v.value for v in plain.non_trainable_variables], x, training=True)
-    losses = _per_example_ce(y, logits)
-    model.train_on_batch(((x, y), (x_meta, y_meta)))
-    for expected, variable in zip(theta,
-                                  model.weighting_net.trainable_variables):
-        np.testing.assert_allclose(variable.numpy(), expected.numpy(),
-                                   rtol=1e-5, atol=1e-7)
-    weights = model.weighting_function(losses).numpy() / len(x)
-    plain.train_on_batch(x, y, sample_weight=weights)
-    moved = False
-    for before, a, b in zip(classifier_before, model.classifier.variables,
-                            plain.variables):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5,
-                                   atol=1e-6, err_msg=a.path)
-        moved |= bool(np.any(np.abs(a.numpy() - before) > 1e-4))
-    assert moved  # The real step did train it.
-
-
-def test_weight_layers_and_scopes_of_sequential_and_subclassed_models():
-    class Subclassed(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.hidden = keras.layers.Dense(4, activation="relu")
-            self.norm = keras.layers.BatchNormalization()
-            self.logits = keras.layers.Dense(NUM_CLASSES)
-
-        def call(self, x, training=None):
-            return self.logits(self.norm(self.hidden(x), training=training))
-
-    subclassed = Subclassed()
-    subclassed(np.zeros((2, FEATURES), "float32"))
-    sequential = keras.Sequential([keras.Input((FEATURES,)),
-                                   keras.layers.Dense(4, name="a"),
-                                   keras.layers.Dropout(0.1),
-                                   keras.layers.Dense(NUM_CLASSES, name="b")])
-    assert ([l.name for l in mwnet_tf.weight_layers(sequential)]
-            == ["a", "b"])
-    assert ([l for l in mwnet_tf.weight_layers(subclassed)]
-            == [subclassed.hidden, subclassed.norm, subclassed.logits])
-    head = mwnet_tf.MetaWeightNet(subclassed, meta_scope="head")
-    assert ([id(v) for v in head.lookahead_variables]
-            == [id(v) for v in subclassed.logits.trainable_weights])
-    top2 = mwnet_tf.MetaWeightNet(subclassed, meta_scope=2)
-    assert len(top2.lookahead_variables) == 4  # gamma, beta, kernel, bias
-    # A nested model named in the scope contributes all its weights.
-    inner = keras.Sequential([keras.Input((FEATURES,)),
-                              keras.layers.Dense(4, name="first"),
-                              keras.layers.Dense(4, name="second")],
-                             name="block")
-    inputs = keras.Input((FEATURES,))
-    outer = keras.Model(inputs, keras.layers.Dense(
-        NUM_CLASSES, name="top")(inner(inputs)))
-    # Input to output through the nested model too (a nested backbone's
-    # stem must not count as the top of the network).
-    assert ([l.name for l in mwnet_tf.weight_layers(outer)]
-            == ["first", "second", "top"])
-    top2 = mwnet_tf.MetaWeightNet(outer, meta_scope=2)
-    assert ([id(v) for v in top2.lookahead_variables] == [
-        id(v) for layer in (inner.layers[1], outer.layers[-1])
-        for v in layer.trainable_weights])
-    nested = mwnet_tf.MetaWeightNet(outer, meta_scope=["block"])
-    assert len(nested.lookahead_variables) == 4
-
-
-@pytest.mark.parametrize("meta_scope,message", [
-    (0, "between 1 and 3"), (4, "between 1 and 3"), ("top", "must be"),
-    (True, "must be"), (["nope"], "'nope', not layers"), ([], "must be")])
-def test_bad_meta_scope_is_rejected_with_a_clear_message(meta_scope, message):
-    with pytest.raises(ValueError, match=message):
-        mwnet_tf.MetaWeightNet(_classifier(), meta_scope=meta_scope)
-
-
-def test_two_replicas_match_one_device_with_a_partial_lookahead(
-        two_replica_strategy):
-    x, y, x_meta, y_meta = _batches(17, n=16, n_meta=8)
-    data = ((x, y), (x_meta, y_meta))
-    single = _compiled(batch_norm=False, meta_scope="head")
-    _train(single, data, 2)
-    with two_replica_strategy.scope():
-        mirrored = _compiled(batch_norm=False, meta_scope="head")
-    _train(mirrored, data, 2)
-    for a, b in zip(single.variables, mirrored.variables):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5,
-                                   err_msg=a.path)

@@ -419,15 +419,18 @@ def write_labels(path, table, audit=None, audited_rows=None):
     """Writes `table`'s labels in its own kind, with the audit beside them.
 
     CSV: every row of the table, in its order, columns `path, split, label`
-    (the given class), `clean_label` (if known), `verdict` ("suspect",
-    "keep", or "not_audited" for rows the audit did not score),
-    `suggested_label` (the audit's suggestion; the given label where not
-    audited, so the column can be trained on as it is with
-    `--labels_key=suggested_label`), `suggested_probability`, `weight`.
+    (the given class), `clean_label` (if known), `verdict` ("relabel",
+    "suspect", "keep" as in `mwnet_tf.label_audit.VERDICTS`, or
+    "not_audited" for rows the audit did not score), `suggested_label` (the
+    audit's suggestion; the given label where not audited),
+    `relabelled` (the given label, changed to the suggestion where the
+    verdict is "relabel"), `suggested_probability`, `weight`. Both label
+    columns are complete, so either can be trained on as it is
+    (`--labels_key=relabelled`).
     Array (.npz): `label` (as given), `suggested_label` (given where not
-    audited), `suspect` (1, 0, or -1 where not audited), `weight` (NaN where
-    not audited), `clean_label` if known; one entry per training example in
-    canonical order.
+    audited), `relabelled`, `suspect` and `relabel` (1, 0, or -1 where not
+    audited), `weight` (NaN where not audited), `clean_label` if known; one
+    entry per training example in canonical order.
 
     Args:
         path: The file to write (replaced whole).
@@ -437,7 +440,8 @@ def write_labels(path, table, audit=None, audited_rows=None):
             example.
     """
     suggested = table.labels.copy()
-    verdict = np.full(len(table), -1, np.int64)
+    relabelled = table.labels.copy()
+    verdict = np.full(len(table), NOT_AUDITED, dtype=object)
     probability = np.full(len(table), np.nan, np.float32)
     weight = np.full(len(table), np.nan, np.float32)
     if audit is not None:
@@ -446,12 +450,20 @@ def write_labels(path, table, audit=None, audited_rows=None):
             raise ValueError("audited_rows do not name the audited examples: "
                              "their given labels differ.")
         suggested[rows] = audit.suggested_label
-        verdict[rows] = audit.suspect.astype(np.int64)
+        relabelled[rows] = np.where(audit.relabel, audit.suggested_label,
+                                    audit.given_label)
+        verdict[rows] = audit.verdicts()
         probability[rows] = audit.suggested_probability
         weight[rows] = audit.weight
     if table.kind == "array":
+        audited = verdict != NOT_AUDITED
         arrays = {"label": table.labels, "suggested_label": suggested,
-                  "suspect": verdict.astype(np.int8), "weight": weight}
+                  "relabelled": relabelled,
+                  "suspect": np.where(audited, verdict != "keep",
+                                      -1).astype(np.int8),
+                  "relabel": np.where(audited, verdict == "relabel",
+                                      -1).astype(np.int8),
+                  "weight": weight}
         if table.clean_labels is not None:
             arrays["clean_label"] = table.clean_labels
         replace_atomically(path, lambda file: np.savez(file, **arrays),
@@ -463,9 +475,8 @@ def write_labels(path, table, audit=None, audited_rows=None):
     columns = ["path", "split", "label"]
     if table.clean_labels is not None:
         columns.append("clean_label")
-    columns += ["verdict", "suggested_label", "suggested_probability",
-                "weight"]
-    words = {-1: NOT_AUDITED, 1: "suspect", 0: "keep"}
+    columns += ["verdict", "suggested_label", "relabelled",
+                "suggested_probability", "weight"]
 
     def write(file):
         writer = csv.writer(file)
@@ -475,7 +486,7 @@ def write_labels(path, table, audit=None, audited_rows=None):
             if table.clean_labels is not None:
                 clean = table.clean_labels[i]
                 row.append(names[clean] if clean >= 0 else "")
-            row += [words[int(verdict[i])], names[suggested[i]],
+            row += [verdict[i], names[suggested[i]], names[relabelled[i]],
                     "" if np.isnan(probability[i]) else
                     f"{probability[i]:.4f}",
                     "" if np.isnan(weight[i]) else f"{weight[i]:.4f}"]

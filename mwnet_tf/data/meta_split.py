@@ -54,6 +54,55 @@ def sample_per_class(labels, per_class, seed, num_classes=None):
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
+def pool_sizes(labels, fraction, per_class, num_classes):
+    """Examples of each given class in a scoring pool of `fraction` of the
+    split: ceil(fraction * count), at least `per_class` (what is chosen from
+    it), at most the class's count.
+
+    Args:
+        labels: Integer array of the given labels.
+        fraction: In (0, 1].
+        per_class: The least number of each class the pool must hold.
+        num_classes: K.
+
+    Returns:
+        int64 array [K].
+
+    Raises:
+        ValueError: If `fraction` is not in (0, 1].
+    """
+    check_pool_fraction(fraction)
+    counts = np.bincount(np.asarray(labels, dtype=np.int64),
+                         minlength=num_classes)
+    wanted = np.maximum(per_class, np.ceil(fraction * counts).astype(np.int64))
+    return np.minimum(counts, wanted).astype(np.int64)
+
+
+def check_pool_fraction(fraction):
+    """Raises ValueError unless 0 < fraction <= 1."""
+    if isinstance(fraction, bool) or not isinstance(
+            fraction, (int, float, np.integer, np.floating)) or not (
+            0 < fraction <= 1):
+        raise ValueError("The pseudo-clean pool is a fraction of the "
+                         f"training split in (0, 1]; got {fraction!r}.")
+
+
+def draw_pool(labels, sizes, seed, epoch):
+    """A fresh draw of `sizes[c]` examples of each class for `epoch`.
+
+    The same (seed, epoch) gives the same pool, so a resumed run scores
+    what the uninterrupted one did.
+
+    Returns:
+        Sorted int64 indices into `labels`, sum(sizes) of them.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=int(size),
+                         replace=False) for c, size in enumerate(sizes)]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
 def split_meta(labels, per_class, seed, num_classes=None):
     """Splits a training set into a clean meta set and the rest.
 

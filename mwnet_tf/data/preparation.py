@@ -46,7 +46,8 @@ from mwnet_tf.data import pipeline
 from mwnet_tf.data import tfds_source
 from mwnet_tf.data.imbalance import (check_imbalance_factor,
                                      long_tailed_indices)
-from mwnet_tf.data.meta_split import (check_per_class, sample_per_class,
+from mwnet_tf.data.meta_split import (check_per_class, check_pool_fraction,
+                                      draw_pool, pool_sizes, sample_per_class,
                                       split_meta)
 from mwnet_tf.data.noise import (INSTANCE_NOISE, check_noise, corrupt_labels,
                                  label_noise_statistics,
@@ -63,11 +64,39 @@ _KNOWN_SIZES = {"cifar10": (10, 5000), "cifar100": (100, 500)}
 DEFAULT_META_TOTAL = 1000
 # Each random stage gets its own seed derived from the user's seed.
 _STAGES = ("meta", "imbalance", "subset", "noise", "train_pipeline",
-           "meta_pipeline", "meta_noise")
+           "meta_pipeline", "meta_noise", "pseudo_clean_pool")
 # Where the meta set comes from (module docstring, step 2).
 META_SOURCES = ("auto", "trusted", "clean_draw", "pseudo_clean", "given_draw")
 # CMW-Net-SL's pseudo-clean meta set: 10 examples per class.
 DEFAULT_PSEUDO_CLEAN_PER_CLASS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringPool:
+    """The training examples the pseudo-clean choice scores at an epoch,
+    where it scores a part of the split: `sizes[c]` examples of each given
+    class, drawn afresh each epoch (`meta_split.draw_pool`, seeded by the
+    epoch, so a resumed run scores what the uninterrupted one did).
+
+    Attributes:
+        indices: int64 `tf.Variable` [sum(sizes)] of training indices,
+            which `dataset` reads through when it is iterated.
+        sizes: int64 [K], the pool's examples per given class.
+        seed: The draws' seed.
+        dataset: The pool's `(image, given_label)` batches, in the order of
+            `indices`, not shuffled or augmented.
+    """
+
+    indices: tf.Variable
+    sizes: np.ndarray
+    seed: int
+    dataset: tf.data.Dataset
+
+    def draw(self, labels, epoch):
+        """Draws `epoch`'s pool, writes it into `indices` and returns it."""
+        chosen = draw_pool(labels, self.sizes, self.seed, epoch)
+        self.indices.assign(chosen)
+        return chosen
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +171,9 @@ class PreparedData:
     # pipelines read (k per class; `mwnet_tf.pseudo_clean` chooses them).
     meta_source: str = "clean_draw"
     meta_selection: Optional[tf.Variable] = None
+    # "pseudo_clean" with a pool under 1: the part of the training split
+    # scored each epoch (None: all of `train_eval`).
+    selection_pool: Optional[ScoringPool] = None
     # The labels as the user holds them (`label_file.LabelTable`: a label
     # file, or an image folder's classes as a table) and the table row of
     # each of `train_examples`; None for tensorflow-datasets' own labels.
@@ -268,7 +300,8 @@ def _check_arguments(dataset, noise, noise_rate, imbalance_factor,
                      meta_per_class, seed, batch_size, meta_batch_size,
                      eval_batch_size, train_subset, clothing1m_meta, epoch,
                      meta_source="auto", pseudo_clean_per_class=None,
-                     labels_file=None, labels_key=None, clean_labels_key=None,
+                     pseudo_clean_pool=1.0, labels_file=None,
+                     labels_key=None, clean_labels_key=None,
                      label_classes=None):
     """Checks argument values and combinations, without touching any file.
 
@@ -315,6 +348,7 @@ def _check_arguments(dataset, noise, noise_rate, imbalance_factor,
                         labels_from_file=labels_file is not None)
     if pseudo_clean_per_class is not None:
         check_per_class(pseudo_clean_per_class)
+    check_pool_fraction(pseudo_clean_pool)
     if dataset == "clothing1m":
         if imbalance_factor != 1:
             raise ValueError(
@@ -536,7 +570,7 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             cache_dir=None, train_subset=None, download=True,
             clothing1m_meta="clean_val", epoch=None, meta_source="auto",
             pseudo_clean_per_class=DEFAULT_PSEUDO_CLEAN_PER_CLASS,
-            labels_file=None, labels_key=None, clean_labels_key=None,
+            pseudo_clean_pool=1.0, labels_file=None, labels_key=None, clean_labels_key=None,
             label_classes=None):
     """Loads a data set and builds its noisy train, clean meta and test pipelines.
 
@@ -583,6 +617,10 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             (synthetic noise, CIFAR), else "pseudo_clean".
         pseudo_clean_per_class: k, the pseudo-clean meta set's examples
             per given class.
+        pseudo_clean_pool: The fraction of the training split the
+            pseudo-clean choice scores each epoch, a fresh seeded draw of
+            each given class (at least k of each); 1: every example, as
+            CMW-Net-SL does. Under 1, `selection_pool` holds the draw.
         labels_file: Training labels from a file instead (module
             `label_file`): a CSV table of `path,label[,split][,clean_label]`
             for dataset="folder" (paths under `path`, any tree), or a
@@ -612,8 +650,8 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
     _check_arguments(dataset, noise, noise_rate, imbalance_factor,
                      meta_per_class, seed, batch_size, meta_batch_size,
                      eval_batch_size, train_subset, clothing1m_meta, epoch,
-                     meta_source, pseudo_clean_per_class, labels_file,
-                     labels_key, clean_labels_key, label_classes)
+                     meta_source, pseudo_clean_per_class, pseudo_clean_pool,
+                     labels_file, labels_key, clean_labels_key, label_classes)
     check_data_paths(dataset, data_dir, path, download)
     eval_batch_size = eval_batch_size or batch_size
     table = None
@@ -739,10 +777,12 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
                 sample_per_class(noisy, per_class, _stage_seed(seed, "meta"),
                                  num_classes),
                 trainable=False, dtype=tf.int64, name="meta_selection")
+        scored = ("the training split" if pseudo_clean_pool == 1 else
+                  f"a fresh {pseudo_clean_pool:.0%} of the training split")
         meta_origin = (f"pseudo-clean: the {per_class} examples per given "
                        "class with the lowest loss under the averaged "
-                       "model, chosen from the training split each epoch "
-                       "(their labels are as given)")
+                       f"model, chosen from {scored} each epoch (their "
+                       "labels are as given)")
         meta = train
         meta_labels = noisy
     else:
@@ -793,6 +833,18 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
                          subset=selection)
     test_ds = build(source.test, source.test.labels, eval_batch_size)
     train_eval_ds = build(train, noisy, eval_batch_size)
+    pool = None
+    if selection is not None and pseudo_clean_pool < 1:
+        sizes = pool_sizes(noisy, pseudo_clean_pool, pseudo_clean_per_class,
+                           num_classes)
+        pool_seed = _stage_seed(seed, "pseudo_clean_pool")
+        with tf.device("/cpu:0"):
+            indices = tf.Variable(draw_pool(noisy, sizes, pool_seed, 0),
+                                  trainable=False, dtype=tf.int64,
+                                  name="pseudo_clean_pool")
+        pool = ScoringPool(indices=indices, sizes=sizes, seed=pool_seed,
+                           dataset=build(train, noisy, eval_batch_size,
+                                         subset=indices))
     # The true labels are known where noise was injected here, and where the
     # source says (Clothing1M's images with a clean label); labels that came
     # as they are (noise="none" on CIFAR or a folder) are not known to be true.
@@ -852,6 +904,7 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
         num_train=len(train), num_meta=num_meta, num_test=len(source.test),
         statistics=statistics, train_eval=train_eval_ds,
         train_examples=train_examples, meta_source=meta_source,
-        meta_selection=selection, label_table=label_table,
+        meta_selection=selection, selection_pool=pool,
+        label_table=label_table,
         train_table_rows=train_table_rows,
         _training_shard=training_shard)

@@ -45,6 +45,15 @@ def define_flags():
                         "(default: the run's).")
     flags.DEFINE_integer("gallery_size", label_audit.DEFAULT_GALLERY_SIZE,
                          "Images in suspect_labels.png.", lower_bound=1)
+    flags.DEFINE_float(
+        "relabel_confidence", label_audit.DEFAULT_RELABEL_CONFIDENCE,
+        "Verdict relabel (a row of relabel.csv) where the suggested label "
+        "differs from the given one with at least this probability; "
+        "suspect where it differs with less.")
+    flags.register_validator(
+        "relabel_confidence", _valid_confidence,
+        "--relabel_confidence must be in (0, 1], the least probability of "
+        "a suggested label to change to.")
     flags.DEFINE_enum("verbose", "1", ["0", "1"], "1 = progress bar.")
     flags.mark_flag_as_required("workdir")
 
@@ -114,8 +123,17 @@ def rebuild_data(config, results, **overrides):
     return data
 
 
+def _valid_confidence(value):
+    try:
+        label_audit.check_relabel_confidence(value)
+    except ValueError:
+        return False
+    return True
+
+
 def audit_run(workdir, data_path=None, data_dir=None, cache_dir=None,
-              gallery_size=label_audit.DEFAULT_GALLERY_SIZE, verbose=1):
+              gallery_size=label_audit.DEFAULT_GALLERY_SIZE, verbose=1,
+              relabel_confidence=label_audit.DEFAULT_RELABEL_CONFIDENCE):
     """Audits a finished run in `workdir`; adds `label_audit` to its results.
 
     Args:
@@ -125,6 +143,8 @@ def audit_run(workdir, data_path=None, data_dir=None, cache_dir=None,
             has moved; None keeps the run's.
         gallery_size: Images in suspect_labels.png.
         verbose: 1 shows a progress bar.
+        relabel_confidence: The least probability of a suggested label for
+            a "relabel" verdict.
 
     Returns:
         The audit summary (also in results.json under `label_audit`).
@@ -150,7 +170,8 @@ def audit_run(workdir, data_path=None, data_dir=None, cache_dir=None,
     summary = label_audit.run_audit(workdir, classifier, weighting_net, data,
                                     gallery_size=gallery_size,
                                     verbose=verbose,
-                                    averaged_classifier=averaged)
+                                    averaged_classifier=averaged,
+                                    relabel_confidence=relabel_confidence)
     results["label_audit"] = summary
     files.write_json(os.path.join(workdir, "results.json"), results)
     return summary
@@ -162,7 +183,8 @@ def main(argv):
     try:
         audit_run(FLAGS.workdir, data_path=FLAGS.data_path,
                   data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir,
-                  gallery_size=FLAGS.gallery_size, verbose=int(FLAGS.verbose))
+                  gallery_size=FLAGS.gallery_size, verbose=int(FLAGS.verbose),
+                  relabel_confidence=FLAGS.relabel_confidence)
     except AuditError as error:
         sys.exit(f"mwnet_tf.audit: error: {error}")
 

@@ -40,6 +40,7 @@ def prepare_data(config, epoch=None, **overrides):
         download=config.download, epoch=epoch,
         meta_source=config.meta_source,
         pseudo_clean_per_class=config.pseudo_clean_per_class,
+        pseudo_clean_pool=config.pseudo_clean_pool,
         labels_file=config.labels_file, labels_key=config.labels_key,
         clean_labels_key=config.clean_labels_key,
         label_classes=config.label_classes or None)

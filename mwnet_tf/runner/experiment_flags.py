@@ -35,8 +35,6 @@ def flag_groups(config_class=RunConfig):
 
 # How `python -m mwnet_tf.main --help` lists the flags, group by group.
 FLAG_GROUPS = flag_groups()
-# Settings a work directory may be resumed with other values of.
-RUN_CONTROL = run_config.RUN_CONTROL
 
 
 def define_flags():

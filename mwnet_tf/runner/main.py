@@ -362,7 +362,8 @@ def _train_and_report(workdir, config, resuming, hold):
             data.train_eval, data.train_examples.labels,
             config.pseudo_clean_per_class, data.meta_selection,
             first_epoch=config.meta_warmup_steps // data.steps_per_epoch,
-            clean_labels=data.train_examples.clean_labels))
+            clean_labels=data.train_examples.clean_labels,
+            pool=data.selection_pool))
     callbacks += [
         callbacks_lib.EpochTimer(),
         callbacks_lib.MetaSetEvaluation(data.meta_eval),
@@ -451,7 +452,8 @@ def _train_and_report(workdir, config, resuming, hold):
             results["label_audit"] = label_audit.run_audit(
                 workdir, model.classifier, model.weighting_net, data,
                 verbose=1 if verbose == "auto" else verbose,
-                averaged_classifier=averaged)
+                averaged_classifier=averaged,
+                relabel_confidence=config.relabel_confidence)
         except Exception as error:  # The run's results stay; say why.
             reason = _one_line(error)
             logging.debug("The label audit's traceback:", exc_info=True)

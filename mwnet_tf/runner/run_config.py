@@ -110,6 +110,11 @@ class RunConfig:
     pseudo_clean_per_class: int = setting(
         10, "k: examples per given class of the pseudo-clean meta set "
         "(CMW-Net-SL: 10).", DATA, lower_bound=1)
+    pseudo_clean_pool: float = setting(
+        1.0, "The fraction of each given class the pseudo-clean choice "
+        "scores each epoch, drawn afresh (at least k): 1 scores every "
+        "training example (CMW-Net-SL); less costs less.", DATA,
+        rule="mwnet_tf.data.meta_split:check_pool_fraction")
     batch_size: int = setting(100, "Training batch size.", DATA,
                               lower_bound=1)
     meta_batch_size: int = setting(100, "Meta batch size.", DATA,
@@ -221,6 +226,12 @@ class RunConfig:
         True, "After training with V (mwnet, fixed), audit the training "
         "labels: audit.csv (lowest weight first), suspect_labels.png, and "
         "how well the weights find corrupted labels in results.json.", RUN,
+        run_control=True)
+    relabel_confidence: float = setting(
+        0.9, "The audit's verdict is relabel (a row of relabel.csv) where "
+        "its suggested label differs from the given one with at least this "
+        "probability; suspect where it differs with less.", RUN,
+        rule="mwnet_tf.label_audit:check_relabel_confidence",
         run_control=True)
     test_every: int = setting(
         1, "Evaluate the test set after every N-th epoch and after the last "

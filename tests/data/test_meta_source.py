@@ -100,6 +100,35 @@ def test_pseudo_clean_meta_batches_come_from_the_selection(tmp_path,
     assert x_meta.shape == (6, 8, 8, 3)
 
 
+def test_prepare_scores_a_pool_read_through_its_variable(tmp_path,
+                                                          cache_dir):
+    root = make_folder(tmp_path / "own", ("a", "b", "c"),
+                       {"train": 12, "test": 2})
+    data = _folder(root, cache_dir, noise="none", meta_source="pseudo_clean",
+                   pseudo_clean_per_class=2, meta_batch_size=6,
+                   pseudo_clean_pool=0.25)
+    assert "a fresh 25% of the training split" in (
+        data.statistics["meta_origin"])
+    pool = data.selection_pool
+    np.testing.assert_array_equal(pool.sizes, [3, 3, 3])
+    for epoch in (0, 5):
+        scored = pool.draw(data.train_examples.labels, epoch)
+        x = np.concatenate([batch.numpy() for batch, _ in pool.dataset])
+        y = np.concatenate([batch.numpy() for _, batch in pool.dataset])
+        np.testing.assert_array_equal(y, data.train_examples.labels[scored])
+        # The same pixels as the whole split's evaluation pipeline gives
+        # those examples.
+        every = np.concatenate([batch.numpy()
+                                for batch, _ in data.train_eval])
+        np.testing.assert_allclose(x, every[scored])
+    whole = _folder(root, cache_dir, noise="none", meta_source="pseudo_clean",
+                    pseudo_clean_per_class=2, meta_batch_size=6)
+    assert whole.selection_pool is None
+    with pytest.raises(ValueError, match=r"pool .* in \(0, 1\]"):
+        _folder(root, cache_dir, noise="none", meta_source="pseudo_clean",
+                pseudo_clean_pool=0)
+
+
 def test_lowest_loss_per_class():
     losses = np.array([0.5, 0.1, 0.9, 0.3, 0.2, 0.8, 0.05])
     labels = np.array([0, 0, 0, 1, 1, 1, 0])

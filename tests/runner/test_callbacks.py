@@ -1,6 +1,8 @@
-"""The runner's backup: whole after a kill at any moment, and a damaged
-one refused in one line."""
+"""The runner's callbacks (mwnet_tf.runner.callbacks): the backup, whole
+after a kill at any moment and a damaged one refused in one line; history.csv
+with fixed columns."""
 
+import csv
 import json
 import os
 
@@ -89,3 +91,29 @@ def test_a_truncated_backup_is_refused_in_one_line(tmp_path):
     assert "\n" not in message
     assert str(weights) in message and "--overwrite" in message
     assert os.path.getsize(weights) == size // 2  # Nothing deleted.
+
+
+def test_history_has_the_columns_of_what_only_later_epochs_measure(
+        tmp_path):
+    """history.csv: a metric the first epoch did not measure still has a
+    column (empty where unmeasured), and a resumed run keeps the header."""
+    path = tmp_path / "history.csv"
+    first = callbacks.HistoryLogger(
+        str(path), sometimes=["val_loss", "meta_loss"])
+    first.on_train_begin()
+    first.on_epoch_end(0, {"loss": 2.0})  # Warm-up, untested.
+    first.on_epoch_end(1, {"loss": 1.5, "meta_loss": 1.0, "val_loss": 1.25})
+    first.on_train_end()
+    resumed = callbacks.HistoryLogger(str(path))  # Knows of no column.
+    resumed.on_train_begin()
+    resumed.on_epoch_end(2, {"loss": 1.0, "val_loss": 0.75})
+    resumed.on_train_end()
+    with open(path) as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["epoch", "loss", "meta_loss", "val_loss"]
+    assert rows[1] == ["0", "2.0", "", ""]
+    assert len({len(row) for row in rows}) == 1
+    assert callbacks.read_history(path) == [
+        {"epoch": 0, "loss": 2.0},
+        {"epoch": 1, "loss": 1.5, "meta_loss": 1.0, "val_loss": 1.25},
+        {"epoch": 2, "loss": 1.0, "val_loss": 0.75}]

@@ -9,7 +9,8 @@ from absl.testing import flagsaver
 
 from mwnet_tf.runner import experiment_flags
 from mwnet_tf.runner import main as main_lib  # noqa: F401
-from mwnet_tf.runner.run_config import DEFAULTS, RUN_CONTROL, RunConfig
+from mwnet_tf.runner.run_config import (DEFAULTS, RUN_CONTROL, RunConfig,
+                                        setting)
 
 FLAGS = flags.FLAGS
 
@@ -26,8 +27,7 @@ def test_run_control_is_what_the_settings_declare():
                 if field.metadata["run_control"]}
     assert set(RUN_CONTROL) == declared == {
         "workdir", "overwrite", "verbose", "download", "cache_dir", "audit",
-        "test_every"}
-    assert experiment_flags.RUN_CONTROL == RUN_CONTROL
+        "relabel_confidence", "test_every"}
 
 
 def test_flag_defaults_are_the_config_defaults():
@@ -70,3 +70,8 @@ def test_settings_it_does_not_know_are_refused(tmp_path):
         DEFAULTS.to_dict(), meta_dropout=0.1)))
     with pytest.raises(main_lib.ExperimentError, match="cannot read"):
         main_lib.check_workdir(str(workdir), DEFAULTS, False)
+
+
+def test_a_setting_names_one_of_the_groups():
+    with pytest.raises(ValueError, match="group must be one of"):
+        setting(1, "Help.", "Miscellaneous")
