@@ -85,8 +85,8 @@ VERDICTS = ("relabel", "suspect", "keep")
 # The least probability of a suggestion for a "relabel" verdict. A model
 # trained on noisy labels is right about its confident disagreements far
 # more often than about the others: on CIFAR-10 with 36-41% wrong labels
-# (BENCHMARKS.md, "Label audit"), 85-96% of the suggestions at >= 0.9 were
-# the true label, 39-45% of all of them.
+# (BENCHMARKS.md, "Your own noisy data"), 85-96% of the suggestions at
+# >= 0.9 were the true label, 39-45% of all those that differ.
 DEFAULT_RELABEL_CONFIDENCE = 0.9
 DEFAULT_GALLERY_SIZE = 36
 # What the audit ranks by: V's weight (lowest first) where V decreases over

@@ -14,11 +14,11 @@ meta pipeline reads the chosen indices from a `tf.Variable`
 (`mwnet_tf.data.prepare(meta_source="pseudo_clean")` builds both).
 
 Scoring every example costs an inference pass over the training split per
-epoch (a quarter of a CE step per training step on ResNet-32). With
-`pseudo_clean_pool` under 1 the choice scores a fresh seeded draw of that
-fraction of each class instead: the k lowest of a quarter of a class are
-nearly as often right (BENCHMARKS.md, "Your own noisy data") at a quarter
-of the cost.
+epoch (a quarter to two fifths of a CE step per training step on
+ResNet-32). With `pseudo_clean_pool` under 1 the choice scores a fresh
+seeded draw of that fraction of each class instead: the k lowest of a
+quarter of a class are nearly as often right (BENCHMARKS.md, "Your own
+noisy data") at a quarter of the cost.
 """
 
 import keras

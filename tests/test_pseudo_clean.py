@@ -1,6 +1,7 @@
-"""The pseudo-clean choice scoring a part of the training split each epoch
-(`pseudo_clean_pool` under 1): the pool's draw, the choice from it and a
-resumed choice. (The prepared pool's pipeline: tests/data/test_meta_source.py.)"""
+"""The pseudo-clean meta set's choice (mwnet_tf.pseudo_clean): the lowest
+averaged losses per class, from every example or from a part of each class
+drawn afresh each epoch (`pseudo_clean_pool` under 1), and a resumed choice.
+(The prepared pipelines: tests/data/test_meta_source.py.)"""
 
 import keras
 import numpy as np
@@ -44,7 +45,7 @@ def test_each_epoch_draws_a_fresh_pool_of_each_class_and_a_seed_repeats_it():
     assert seen.size == labels.size
 
 
-def _model_on(x, labels, seed=0):
+def _model_on(x, seed=0):
     """A linear classifier whose averaged copy differs from it."""
     rng = np.random.default_rng(seed)
     inputs = keras.Input((x.shape[1],))
@@ -57,11 +58,56 @@ def _model_on(x, labels, seed=0):
     return model
 
 
+def test_lowest_loss_per_class():
+    losses = np.array([0.5, 0.1, 0.9, 0.3, 0.2, 0.8, 0.05])
+    labels = np.array([0, 0, 0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(
+        pseudo_clean.lowest_loss_per_class(losses, labels, 2, 2),
+        [1, 3, 4, 6])
+    with pytest.raises(ValueError, match="needs 4 examples labelled 1"):
+        pseudo_clean.lowest_loss_per_class(losses, labels, 4, 2)
+
+
+def test_selection_callback_picks_the_averaged_models_lowest_losses():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4)).astype("float32")
+    labels = rng.integers(0, 3, 30)
+    clean = labels.copy()
+    clean[:5] = (labels[:5] + 1) % 3  # Five wrong labels.
+    # The classifier moved away from its average: the choice must follow
+    # the average.
+    model = _model_on(x, seed=1)
+    classifier = model.classifier
+    selection = tf.Variable(np.zeros(6, np.int64))
+    dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(7)
+    callback = pseudo_clean.PseudoCleanSelection(
+        dataset, labels, 2, selection, first_epoch=1, clean_labels=clean)
+    callback.set_model(model)
+    callback.on_epoch_begin(0)
+    np.testing.assert_array_equal(selection.numpy(), np.zeros(6))
+    logs = {"loss": 1.0}
+    callback.on_epoch_end(0, logs)
+    assert logs == {"loss": 1.0}  # Nothing chosen yet: no precision.
+    callback.on_epoch_begin(1)
+    losses = keras.losses.sparse_categorical_crossentropy(
+        labels, model.averaged_outputs(x), from_logits=True).numpy()
+    expected = pseudo_clean.lowest_loss_per_class(losses, labels, 2, 3)
+    np.testing.assert_array_equal(selection.numpy(), expected)
+    by_classifier = pseudo_clean.lowest_loss_per_class(
+        keras.losses.sparse_categorical_crossentropy(
+            labels, classifier(x), from_logits=True).numpy(), labels, 2, 3)
+    assert (by_classifier != expected).any()
+    logs = {}
+    callback.on_epoch_end(1, logs)
+    assert logs["meta_label_precision"] == pytest.approx(
+        np.mean(clean[expected] == labels[expected]))
+
+
 def test_the_choice_is_the_lowest_averaged_losses_within_the_pool():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 4)).astype("float32")
     labels = rng.integers(0, 3, 60)
-    model = _model_on(x, labels)
+    model = _model_on(x)
     sizes = meta_split.pool_sizes(labels, 0.4, 2, 3)
     indices = tf.Variable(np.zeros(int(sizes.sum()), np.int64))
     # What the prepared pipeline does: read the examples through the

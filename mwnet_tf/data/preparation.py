@@ -570,8 +570,8 @@ def prepare(dataset, data_dir=None, path=None, noise="uniform",
             cache_dir=None, train_subset=None, download=True,
             clothing1m_meta="clean_val", epoch=None, meta_source="auto",
             pseudo_clean_per_class=DEFAULT_PSEUDO_CLEAN_PER_CLASS,
-            pseudo_clean_pool=1.0, labels_file=None, labels_key=None, clean_labels_key=None,
-            label_classes=None):
+            pseudo_clean_pool=1.0, labels_file=None, labels_key=None,
+            clean_labels_key=None, label_classes=None):
     """Loads a data set and builds its noisy train, clean meta and test pipelines.
 
     All arguments are checked before anything is loaded. See the module

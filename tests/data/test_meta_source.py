@@ -1,16 +1,13 @@
 """Where the meta set comes from: trusted, clean draw, given draw, and the
-pseudo-clean set the model chooses (mwnet_tf.pseudo_clean)."""
+pipelines of the pseudo-clean set the model chooses (the choice itself:
+tests/test_pseudo_clean.py)."""
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from data_fakes import make_folder
 from data_fakes import prepare_folder as _folder
 
-import mwnet_tf
 from mwnet_tf import data as data_lib
-from mwnet_tf import pseudo_clean
 from mwnet_tf.data import preparation
 
 
@@ -127,56 +124,6 @@ def test_prepare_scores_a_pool_read_through_its_variable(tmp_path,
     with pytest.raises(ValueError, match=r"pool .* in \(0, 1\]"):
         _folder(root, cache_dir, noise="none", meta_source="pseudo_clean",
                 pseudo_clean_pool=0)
-
-
-def test_lowest_loss_per_class():
-    losses = np.array([0.5, 0.1, 0.9, 0.3, 0.2, 0.8, 0.05])
-    labels = np.array([0, 0, 0, 1, 1, 1, 0])
-    np.testing.assert_array_equal(
-        pseudo_clean.lowest_loss_per_class(losses, labels, 2, 2),
-        [1, 3, 4, 6])
-    with pytest.raises(ValueError, match="needs 4 examples labelled 1"):
-        pseudo_clean.lowest_loss_per_class(losses, labels, 4, 2)
-
-
-def test_selection_callback_picks_the_averaged_models_lowest_losses():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(30, 4)).astype("float32")
-    labels = rng.integers(0, 3, 30)
-    clean = labels.copy()
-    clean[:5] = (labels[:5] + 1) % 3  # Five wrong labels.
-    inputs = keras.Input((4,))
-    classifier = keras.Model(inputs, keras.layers.Dense(3)(inputs))
-    model = mwnet_tf.MetaWeightNet(classifier, ema_decay=0.5)
-    model.compile()
-    # Move the classifier away from its average: the choice must follow
-    # the average.
-    for variable in classifier.trainable_variables:
-        variable.assign(variable.numpy() + rng.normal(
-            scale=3.0, size=variable.shape).astype("float32"))
-    selection = tf.Variable(np.zeros(6, np.int64))
-    dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(7)
-    callback = pseudo_clean.PseudoCleanSelection(
-        dataset, labels, 2, selection, first_epoch=1, clean_labels=clean)
-    callback.set_model(model)
-    callback.on_epoch_begin(0)
-    np.testing.assert_array_equal(selection.numpy(), np.zeros(6))
-    logs = {"loss": 1.0}
-    callback.on_epoch_end(0, logs)
-    assert logs == {"loss": 1.0}  # Nothing chosen yet: no precision.
-    callback.on_epoch_begin(1)
-    losses = keras.losses.sparse_categorical_crossentropy(
-        labels, model.averaged_outputs(x), from_logits=True).numpy()
-    expected = pseudo_clean.lowest_loss_per_class(losses, labels, 2, 3)
-    np.testing.assert_array_equal(selection.numpy(), expected)
-    by_classifier = pseudo_clean.lowest_loss_per_class(
-        keras.losses.sparse_categorical_crossentropy(
-            labels, classifier(x), from_logits=True).numpy(), labels, 2, 3)
-    assert (by_classifier != expected).any()
-    logs = {}
-    callback.on_epoch_end(1, logs)
-    assert logs["meta_label_precision"] == pytest.approx(
-        np.mean(clean[expected] == labels[expected]))
 
 
 def test_instance_noise_through_prepare(tmp_path, cache_dir):

@@ -168,6 +168,19 @@ def test_audit_command_reproduces_the_audit_of_the_run(finished_run,
     for summary in (rewritten["label_audit"], results["label_audit"]):
         summary.pop("seconds")
     assert rewritten == json.loads(json.dumps(results))
+    # At a confidence of 1/4 or less every suggestion that differs (the top
+    # of four classes) is a change to make: relabel.csv lists every suspect.
+    summary = audit_lib.audit_run(str(copy), verbose=0,
+                                  relabel_confidence=1 / 4)
+    with open(copy / "relabel.csv") as file:
+        assert len(list(csv.DictReader(file))) == summary["suspects"] == (
+            summary["relabel"])
+    refused = subprocess.run(
+        [sys.executable, "-m", "mwnet_tf.audit", f"--workdir={copy}",
+         "--relabel_confidence=1.5"], cwd=REPO, capture_output=True,
+        text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert refused.returncode != 0
+    assert "--relabel_confidence must be in (0, 1]" in refused.stderr
 
 
 @pytest.mark.slow
