@@ -20,6 +20,9 @@ import os
 
 import numpy as np
 
+from mwnet_tf import pseudo_clean
+from mwnet_tf.data import meta_split
+
 
 def read_audit(workdir):
     """(given labels, losses, corrupted) of a run's audit.csv, known rows."""
@@ -33,18 +36,16 @@ def read_audit(workdir):
             np.array([row["corrupted"] == "1" for row in rows]))
 
 
-def chosen_right(labels, losses, corrupted, fraction, per_class, rng):
-    """The share of right labels among the k lowest losses of each class
-    within one draw of `fraction` of each class (at least k)."""
-    chosen = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        size = min(members.size, max(per_class,
-                                     int(np.ceil(fraction * members.size))))
-        pool = np.sort(rng.choice(members, size, replace=False))
-        chosen.append(pool[np.argsort(losses[pool],
-                                      kind="stable")[:per_class]])
-    chosen = np.concatenate(chosen)
+def chosen_right(labels, losses, corrupted, fraction, per_class, draw):
+    """The share of right labels among what the library chooses: the k
+    lowest losses of each class within draw number `draw` of `fraction` of
+    each class (`meta_split.pool_sizes`, `draw_pool`,
+    `pseudo_clean.lowest_loss_per_class`, as `--pseudo_clean_pool` does)."""
+    classes, labels = np.unique(labels, return_inverse=True)
+    sizes = meta_split.pool_sizes(labels, fraction, per_class, len(classes))
+    pool = meta_split.draw_pool(labels, sizes, seed=0, epoch=draw)
+    chosen = pool[pseudo_clean.lowest_loss_per_class(
+        losses[pool], labels[pool], per_class, len(classes))]
     return float(np.mean(~corrupted[chosen]))
 
 
@@ -63,10 +64,9 @@ def main():
         labels, losses, corrupted = read_audit(workdir)
         cells = []
         for fraction in fractions:
-            rng = np.random.default_rng(0)
             shares = [chosen_right(labels, losses, corrupted, fraction,
-                                   args.per_class, rng)
-                      for _ in range(1 if fraction == 1 else args.draws)]
+                                   args.per_class, draw)
+                      for draw in range(1 if fraction == 1 else args.draws)]
             cells.append(f"{np.mean(shares):.3f} / {np.min(shares):.2f}")
         print(f"| {os.path.basename(os.path.normpath(workdir))} | "
               + " | ".join(cells) + " |")

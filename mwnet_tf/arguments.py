@@ -23,6 +23,14 @@ def is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def check_fraction(value, what):
+    """Raises ValueError unless `value` is a number in (0, 1]; the message
+    says `what` it is."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+            0 < value <= 1):
+        raise ValueError(f"{what}, in (0, 1]; got {value!r}.")
+
+
 def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(

@@ -65,6 +65,7 @@ import tensorflow as tf
 from absl import logging
 from keras import ops
 
+from mwnet_tf.arguments import check_fraction
 from mwnet_tf.data import label_file
 from mwnet_tf.files import replace_atomically
 
@@ -360,12 +361,8 @@ def audit_labels(classifier, weighting_net, dataset, examples=None,
 
 def check_relabel_confidence(confidence):
     """Raises ValueError unless 0 < confidence <= 1."""
-    if isinstance(confidence, bool) or not isinstance(
-            confidence, (int, float, np.integer, np.floating)) or not (
-            0 < confidence <= 1):
-        raise ValueError("relabel_confidence is the least probability of a "
-                         "suggested label to change to, in (0, 1]; got "
-                         f"{confidence!r}.")
+    check_fraction(confidence, "relabel_confidence is the least probability "
+                   "of a suggested label to change to")
 
 
 def audit_model(model, x, y=None, batch_size=256, verbose=0,
@@ -644,12 +641,13 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
     if legend is not None:  # keras-cv puts it over the last row; move it up.
         figure.legends[0].set_bbox_to_anchor((0.5, 1.0))
         figure.legends[0].set(ncols=2)
+    relabel = audit.relabel
     for axes, row in zip(figure.axes, rows):
         known = -1 if audit.corrupted is None else int(audit.corrupted[row])
         given = class_names[audit.given_label[row]]
         if audit.suspect[row]:
             # "probably" only where the verdict is to relabel.
-            verdict = (f"{'probably' if audit.relabel[row] else 'perhaps'} "
+            verdict = (f"{'probably' if relabel[row] else 'perhaps'} "
                        f"{class_names[audit.suggested_label[row]]} "
                        f"({audit.suggested_probability[row]:.2f})")
         else:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from mwnet_tf.arguments import is_integer
+from mwnet_tf.arguments import check_fraction, is_integer
 
 
 def check_per_class(per_class):
@@ -80,11 +80,8 @@ def pool_sizes(labels, fraction, per_class, num_classes):
 
 def check_pool_fraction(fraction):
     """Raises ValueError unless 0 < fraction <= 1."""
-    if isinstance(fraction, bool) or not isinstance(
-            fraction, (int, float, np.integer, np.floating)) or not (
-            0 < fraction <= 1):
-        raise ValueError("The pseudo-clean pool is a fraction of the "
-                         f"training split in (0, 1]; got {fraction!r}.")
+    check_fraction(fraction, "The pseudo-clean pool is a fraction of the "
+                   "training split")
 
 
 def draw_pool(labels, sizes, seed, epoch):
