@@ -93,6 +93,9 @@ DEFAULT_GALLERY_SIZE = 36
 # What the audit ranks by: V's weight (lowest first) where V decreases over
 # the losses it saw, else the loss itself (highest first).
 RANKINGS = ("weight", "loss")
+# Label correction that gives the averaged model's predictions less than
+# this share of the loss, on average, is reported as having changed little.
+LITTLE_CORRECTION = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -456,6 +459,74 @@ def _relabel_report(audit, known):
     }
 
 
+def correction_report(audit):
+    """What label correction did, from a run's final audit.
+
+    Each example's loss was v CE(f(x), y) + (1 - v) CE(f(x), p), p the
+    averaged model's prediction, so 1 - v is the share of its loss that
+    trusted the model instead of the label. Correction can only help where
+    that model is right more often than the labels it corrects: V's meta
+    step learns to trust the labels (v near 1 everywhere) while it is not.
+
+    Returns:
+        A JSON-serialisable dict: `model_share` (mean 1 - v), `agreement`
+        (the averaged model's top class is the given label), `changed_little`
+        (model_share below LITTLE_CORRECTION); where true labels are known,
+        the accuracy of the averaged model's top class and of the given
+        labels, and the model's share on clean and on corrupted labels.
+    """
+    model_share = 1.0 - audit.weight.astype(np.float64)
+    report = {
+        "model_share": float(model_share.mean()),
+        "agreement": float(np.mean(audit.suggested_label
+                                   == audit.given_label)),
+        "changed_little": bool(model_share.mean() < LITTLE_CORRECTION),
+        "suggested_by": audit.suggested_by,
+    }
+    known = (np.zeros(len(audit), bool) if audit.true_label is None
+             else audit.true_label >= 0)
+    if known.any():
+        truth = audit.true_label[known]
+        corrupted = audit.corrupted[known].astype(bool)
+        report.update({
+            "averaged_model_accuracy": float(np.mean(
+                audit.suggested_label[known] == truth)),
+            "given_label_accuracy": float(np.mean(
+                audit.given_label[known] == truth)),
+            "model_share_clean": (float(model_share[known][~corrupted].mean())
+                                  if (~corrupted).any() else None),
+            "model_share_corrupted": (
+                float(model_share[known][corrupted].mean())
+                if corrupted.any() else None),
+        })
+    return report
+
+
+def _log_correction(report):
+    known = "averaged_model_accuracy" in report
+    truth = (f"; on the known labels the averaged model is right for "
+             f"{100 * report['averaged_model_accuracy']:.1f}%, the given "
+             f"labels for {100 * report['given_label_accuracy']:.1f}%"
+             if known else "")
+    if report["changed_little"]:
+        logging.warning(
+            "Label correction changed little: V trusted the given labels for "
+            "%.1f%% of the loss, the averaged model's predictions for %.1f%% "
+            "(it agrees with %.1f%% of the labels%s). V learns to trust the "
+            "model only where it is right more often than the labels: train "
+            "longer (or with a longer --meta_warmup_steps) for a better "
+            "model, or leave --label_correction off.",
+            100 * (1 - report["model_share"]), 100 * report["model_share"],
+            100 * report["agreement"], truth)
+    else:
+        logging.info(
+            "Label correction: the averaged model's predictions had %.1f%% "
+            "of the loss, the given labels %.1f%% (the model agrees with "
+            "%.1f%% of the labels%s).", 100 * report["model_share"],
+            100 * (1 - report["model_share"]), 100 * report["agreement"],
+            truth)
+
+
 def detection_report(audit):
     """How well low weights (and, for comparison, high losses) find corrupted labels.
 
@@ -674,7 +745,8 @@ def plot_suspects(audit, examples, class_names, count=DEFAULT_GALLERY_SIZE,
 def run_audit(workdir, classifier, weighting_net, data,
               gallery_size=DEFAULT_GALLERY_SIZE, verbose=1,
               averaged_classifier=None,
-              relabel_confidence=DEFAULT_RELABEL_CONFIDENCE):
+              relabel_confidence=DEFAULT_RELABEL_CONFIDENCE,
+              label_correction=False):
     """Audits a run's training labels and writes the audit into `workdir`.
 
     Args:
@@ -687,6 +759,9 @@ def run_audit(workdir, classifier, weighting_net, data,
             the suggested labels are its predictions.
         relabel_confidence: The least probability of a suggestion for a
             "relabel" verdict (and a row of relabel.csv).
+        label_correction: The run corrected labels: add its
+            `correction_report` (`label_correction`) and say whether the
+            correction did anything.
 
     Returns:
         A JSON-serialisable summary (for results.json): files written,
@@ -731,6 +806,8 @@ def run_audit(workdir, classifier, weighting_net, data,
                "weighting_function": audit.weighting_shape,
                "ranked_by": audit.ranked_by,
                "detection": detection}
+    if label_correction:
+        summary["label_correction"] = correction_report(audit)
     logging.info("Label audit of %d training examples in %.0f s: %s/audit.csv",
                  len(audit), summary["seconds"], workdir)
     shape = audit.weighting_shape
@@ -775,6 +852,8 @@ def run_audit(workdir, classifier, weighting_net, data,
                 "for %.1f%% of the %d (they fix %.1f%% of the wrong labels).",
                 relabel["confidence"], 100 * relabel["accuracy"],
                 relabel["count"], 100 * (relabel["fixes_of_corrupted"] or 0))
+    if label_correction:
+        _log_correction(summary["label_correction"])
     logging.info(
         "%d labels to change (a suggestion at least %.2f probable) in "
         "%s/relabel.csv, to review and apply; %d more suspect without a "

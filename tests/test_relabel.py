@@ -3,6 +3,7 @@ unsure one), keep; relabel.csv, labels.csv / labels.npz and the report of
 how right the changes are, against hand-made audits."""
 
 import csv
+import dataclasses
 
 import keras
 import numpy as np
@@ -53,6 +54,30 @@ def test_the_report_says_how_right_the_changes_are():
                        "corrupted": 1.0, "fixes_of_corrupted": 0.25}
     none = label_audit.detection_report(_audit(1.0))["suggestions"]["relabel"]
     assert none["count"] == 0 and none["accuracy"] is None
+
+
+def test_correction_report_weighs_the_model_against_the_labels():
+    report = label_audit.correction_report(_audit())
+    # 1 - v: 0.1, 0.9, 0.8, 0.7, 0.6, 0.2 (mean 3.3 / 6); rows 0 and 5 are
+    # the clean labels (0.15 on average), rows 1-4 the corrupted (0.75).
+    # The suggestion is the given label in rows 0 and 5, the true one in
+    # rows 0, 1, 3, 4, 5; the given label is the true one in rows 0 and 5.
+    assert report["model_share"] == pytest.approx(3.3 / 6)
+    assert report["model_share_clean"] == pytest.approx(0.15)
+    assert report["model_share_corrupted"] == pytest.approx(0.75)
+    assert report["agreement"] == pytest.approx(2 / 6)
+    assert report["averaged_model_accuracy"] == pytest.approx(5 / 6)
+    assert report["given_label_accuracy"] == pytest.approx(2 / 6)
+    assert not report["changed_little"]
+    # V trusting every label: the correction changed little; no truth
+    # known, no accuracies claimed.
+    trusting = dataclasses.replace(
+        _audit(), weight=np.full(6, 0.97, np.float32), corrupted=None,
+        true_label=None)
+    report = label_audit.correction_report(trusting)
+    assert report["changed_little"]
+    assert report["model_share"] == pytest.approx(0.03)
+    assert "averaged_model_accuracy" not in report
 
 
 def test_relabel_csv_holds_the_confident_changes_and_audit_csv_every_verdict(

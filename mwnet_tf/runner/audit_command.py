@@ -171,7 +171,8 @@ def audit_run(workdir, data_path=None, data_dir=None, cache_dir=None,
                                     gallery_size=gallery_size,
                                     verbose=verbose,
                                     averaged_classifier=averaged,
-                                    relabel_confidence=relabel_confidence)
+                                    relabel_confidence=relabel_confidence,
+                                    label_correction=config.label_correction)
     results["label_audit"] = summary
     files.write_json(os.path.join(workdir, "results.json"), results)
     return summary

@@ -453,7 +453,8 @@ def _train_and_report(workdir, config, resuming, hold):
                 workdir, model.classifier, model.weighting_net, data,
                 verbose=1 if verbose == "auto" else verbose,
                 averaged_classifier=averaged,
-                relabel_confidence=config.relabel_confidence)
+                relabel_confidence=config.relabel_confidence,
+                label_correction=config.label_correction)
         except Exception as error:  # The run's results stay; say why.
             reason = _one_line(error)
             logging.debug("The label audit's traceback:", exc_info=True)

@@ -156,6 +156,16 @@ def test_pseudo_clean_corrected_run_chooses_corrects_and_suggests(
         verdicts = [row["verdict"] for row in csv.DictReader(file)]
     assert verdicts.count("relabel") == audit["relabel"]
     assert verdicts.count("suspect") == audit["suspects"] - audit["relabel"]
+    # What the correction did: the averaged model's share of the loss is
+    # 1 - V's weight, averaged over the audited examples.
+    correction = audit["label_correction"]
+    with open(workdir / "audit.csv") as file:
+        weights = [float(row["weight"]) for row in csv.DictReader(file)]
+    assert correction["model_share"] == pytest.approx(
+        1 - np.mean(weights), abs=1e-3)
+    assert 0 <= correction["averaged_model_accuracy"] <= 1
+    assert correction["given_label_accuracy"] == pytest.approx(
+        1 - audit["detection"]["realised_noise_rate"])
     with flagsaver.flagsaver():
         _parse(["--workdir=unused"])
         config = main_lib.RunConfig.from_dict(json.load(
