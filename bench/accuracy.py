@@ -143,6 +143,17 @@ VARIANTS = {
                           "--meta_source=pseudo_clean",
                           "--meta_warmup_steps=500",
                           "--pseudo_clean_pool=0.25"],
+    # The same with 50 examples per class: a meta set half the trusted
+    # one's size, more of the hard examples a trusted set holds (replayed on
+    # the finished instance runs' audits: 94-97% of the chosen labels
+    # right, as at 10; bench/pseudo_clean_pool.py --per_class 50).
+    "mwnet_pseudo_pool_k50": ["--method=mwnet", "--meta_interval=8",
+                              "--meta_lr=0.003",
+                              "--real_step_weights=lookahead",
+                              "--meta_source=pseudo_clean",
+                              "--meta_warmup_steps=500",
+                              "--pseudo_clean_pool=0.25",
+                              "--pseudo_clean_per_class=50"],
     "mwnet_pseudo_sl": ["--method=mwnet", "--meta_interval=8",
                         "--meta_lr=0.003", "--real_step_weights=lookahead",
                         "--meta_source=pseudo_clean",
@@ -453,7 +464,17 @@ STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
              #   python bench/step_time.py --models resnet32 \
              #       --policies float32 --scopes "" --methods cmwnet \
              #       --intervals 10 --steps 20 --warmup 3 --repeats 2
-             "cmwnet": 3.06, "cmwnet_k10_lr3": 1.32}
+             "cmwnet": 3.06, "cmwnet_k10_lr3": 1.32,
+             # Without a trusted set, from components (BENCHMARKS.md, "Your
+             # own noisy data"): the fast step with the EMA kept, plus the
+             # pseudo-clean choice's scoring pass per training step (all
+             # scored: 1.23 + 0.24, 2026-12-07 evening; a quarter: 1.17 +
+             # 0.25 x (0.23-0.44), 2026-12-07 night, the middle of
+             # 1.23-1.28); label correction's extra forward pass of the
+             # averaged model: 1.57; the given draw is flags/fast.cfg's.
+             "mwnet_given_draw": 1.17, "mwnet_pseudo": 1.47,
+             "mwnet_pseudo_pool": 1.26, "mwnet_pseudo_pool_k50": 1.26,
+             "mwnet_pseudo_sl": 1.57}
 
 
 def v_shape(record):
