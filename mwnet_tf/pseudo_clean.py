@@ -92,9 +92,13 @@ class PseudoCleanSelection(keras.callbacks.Callback):
             steps take meta steps, after at least one epoch of training.
         clean_labels: True labels [N] where known (-1 elsewhere), or None:
             then each epoch's log gets `meta_label_precision`, the share of
-            the chosen examples whose given label is right (from the first
-            choice on: an epoch before it, or whose chosen examples have no
-            known true label, logs none).
+            the chosen examples whose given label is right, and
+            `averaged_model_accuracy`, the share of the scored examples
+            whose true label is the EMA classifier's top class (against the
+            share of given labels that are right: whether the model label
+            correction trusts is worth trusting yet). From the first choice
+            on: an epoch before it, or with no known true label among the
+            chosen (scored) examples, logs none.
         pool: Optional `mwnet_tf.data.preparation.ScoringPool`: score only
             its draw for the epoch (from its own dataset), not `dataset`.
     """
@@ -112,46 +116,61 @@ class PseudoCleanSelection(keras.callbacks.Callback):
         self.num_classes = int(selection.shape[0]) // self.per_class
         self.pool = pool
         self.precision = None
+        self.averaged_accuracy = None
         self._score = None
 
-    def losses(self, dataset=None):
-        """Every example's loss under the EMA classifier, in order (of
-        `dataset`'s `(x, label)` batches; default the training set)."""
+    def scores(self, dataset=None):
+        """(loss, top class) of every example under the EMA classifier, in
+        order (of `dataset`'s `(x, label)` batches; default the training
+        set)."""
         if self._score is None:
             model = self.model
 
             @tf.function
             def score(x, y):
                 outputs = model.averaged_outputs(x)
-                return mg.cross_entropy(y, outputs,
-                                        from_logits=model.from_logits)
+                return (mg.cross_entropy(y, outputs,
+                                         from_logits=model.from_logits),
+                        keras.ops.argmax(outputs, axis=-1))
             self._score = score
-        return np.concatenate([self._score(x, y).numpy() for x, y in (
-            self.dataset if dataset is None else dataset)])
+        losses, top = zip(*[(loss.numpy(), top.numpy()) for loss, top in (
+            self._score(x, y) for x, y in (
+                self.dataset if dataset is None else dataset))])
+        return np.concatenate(losses), np.concatenate(top)
+
+    def losses(self, dataset=None):
+        """Every example's loss under the EMA classifier (see `scores`)."""
+        return self.scores(dataset)[0]
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch < self.first_epoch:
             return
         if self.pool is None:
-            chosen = lowest_loss_per_class(self.losses(), self.labels,
-                                           self.per_class, self.num_classes)
+            scored = np.arange(self.labels.shape[0])
+            losses, top = self.scores()
         else:
             scored = self.pool.draw(self.labels, epoch)
-            chosen = scored[lowest_loss_per_class(
-                self.losses(self.pool.dataset), self.labels[scored],
-                self.per_class, self.num_classes)]
+            losses, top = self.scores(self.pool.dataset)
+        chosen = scored[lowest_loss_per_class(
+            losses, self.labels[scored], self.per_class, self.num_classes)]
         self.selection.assign(chosen)
-        self.precision = None
+        self.precision = self.averaged_accuracy = None
         if self.clean_labels is not None:
             known = self.clean_labels[chosen] >= 0
             if known.any():
                 self.precision = float(np.mean(
                     self.clean_labels[chosen][known]
                     == self.labels[chosen][known]))
+            truth = self.clean_labels[scored]
+            if (truth >= 0).any():
+                self.averaged_accuracy = float(np.mean(
+                    top[truth >= 0] == truth[truth >= 0]))
 
     def on_epoch_end(self, epoch, logs=None):
         # Only what was measured. (Keras's CSVLogger takes its columns from
-        # the first epoch it writes; the runner's HistoryLogger has this
-        # one from the start.)
+        # the first epoch it writes; the runner's HistoryLogger has these
+        # from the start.)
         if logs is not None and self.precision is not None:
             logs["meta_label_precision"] = self.precision
+        if logs is not None and self.averaged_accuracy is not None:
+            logs["averaged_model_accuracy"] = self.averaged_accuracy

@@ -101,6 +101,12 @@ def test_selection_callback_picks_the_averaged_models_lowest_losses():
     callback.on_epoch_end(1, logs)
     assert logs["meta_label_precision"] == pytest.approx(
         np.mean(clean[expected] == labels[expected]))
+    # The averaged model's top class against the true labels of every
+    # scored example, not the classifier's.
+    top = np.argmax(model.averaged_outputs(x), axis=-1)
+    assert logs["averaged_model_accuracy"] == pytest.approx(
+        np.mean(top == clean))
+    assert (np.argmax(classifier(x), axis=-1) != top).any()
 
 
 def test_the_choice_is_the_lowest_averaged_losses_within_the_pool():

@@ -372,13 +372,13 @@ def _train_and_report(workdir, config, resuming, hold):
     if chief:
         # What some epochs do not measure, so leave out of their logs: the
         # test set between --test_every epochs, the meta metrics before the
-        # first meta step, the pseudo-clean precision before the first
-        # choice. history.csv has their columns from its first row.
+        # first meta step, the pseudo-clean precision and the averaged
+        # model's accuracy before the first choice. history.csv has their columns from its first row.
         sometimes = ["val_loss", "val_accuracy"]
         if model.schedule.uses_meta_batches:
             sometimes += ["meta_loss", "meta_accuracy"]
         if chooses_meta_set and data.train_examples.clean_labels is not None:
-            sometimes.append("meta_label_precision")
+            sometimes += ["meta_label_precision", "averaged_model_accuracy"]
         callbacks += [keras.callbacks.TensorBoard(logs_dir, histogram_freq=1),
                       callbacks_lib.HistoryLogger(history_path, sometimes)]
         if learned_weights:

@@ -130,9 +130,11 @@ def test_pseudo_clean_corrected_run_chooses_corrects_and_suggests(
     # share of the chosen labels that are right is logged from then on,
     # as are the meta metrics (the first meta step is step 5); epoch 0
     # measured neither, and its cells are empty, not NaN.
-    for name in ("meta_label_precision", "meta_loss", "meta_accuracy"):
+    for name in ("meta_label_precision", "meta_loss", "meta_accuracy",
+                 "averaged_model_accuracy"):
         assert name not in history[0]
     assert 0.0 <= history[1]["meta_label_precision"] <= 1.0
+    assert 0.0 <= history[1]["averaged_model_accuracy"] <= 1.0
     assert np.isfinite(history[1]["meta_loss"])
     with open(workdir / "history.csv") as file:
         rows = list(csv.reader(file))
@@ -352,10 +354,10 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(
         for a, b in zip(straight.get_weights(), keras.saving.load_model(
                 killed / "averaged_classifier.keras").get_weights()):
             np.testing.assert_array_equal(a, b)
-        assert (callbacks_lib.read_history(killed / "history.csv")[1]
-                ["meta_label_precision"] == callbacks_lib.read_history(
-                    tmp_path / "straight" / "history.csv")[1]
-                ["meta_label_precision"])
+        for name in ("meta_label_precision", "averaged_model_accuracy"):
+            assert (callbacks_lib.read_history(killed / "history.csv")[1]
+                    [name] == callbacks_lib.read_history(
+                        tmp_path / "straight" / "history.csv")[1][name])
     history = callbacks_lib.read_history(killed / "history.csv")
     assert len(history) == 2
     # One set of columns before and after the resume.
