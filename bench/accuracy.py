@@ -501,11 +501,15 @@ def frontier(records, protocol="reduced"):
 
     Per-seed values are listed "seed 1 / seed 2"; the mean follows the
     accuracy. A shape "(0-10)" is V's over losses 0-10 (records older than
-    the audit's own description of V over the losses it saw).
+    the audit's own description of V over the losses it saw). "relabels
+    right": the share of the audit's "relabel" verdicts whose suggestion is
+    the true label, and their number ("-": none, or audited before the
+    verdicts).
     """
     lines = ["| noise | variant | step x CE | final test acc (mean) | test acc "
              "at best meta acc | clean / corrupted weight | V's shape | AUC, "
-             "weight | AUC, loss |", "|---|---|---|---|---|---|---|---|---|"]
+             "weight | AUC, loss | relabels right |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     groups = {}
     for r in records:
         if r["protocol"] == protocol:
@@ -520,6 +524,13 @@ def frontier(records, protocol="reduced"):
     def detection(r, key):
         d = (r["results"].get("label_audit") or {}).get("detection")
         return d and d[key]["roc_auc"]
+
+    def relabels(r):
+        d = (r["results"].get("label_audit") or {}).get("detection") or {}
+        relabel = (d.get("suggestions") or {}).get("relabel") or {}
+        if not relabel.get("count"):
+            return "-"
+        return f"{100 * relabel['accuracy']:.1f}% of {relabel['count']}"
 
     for (noise, variant), runs in sorted(
             groups.items(), key=lambda item: _order(
@@ -542,7 +553,8 @@ def frontier(records, protocol="reduced"):
             f"{per_seed(runs, lambda r: 100 * r['results']['test_accuracy_at_best_meta_accuracy'])} | "
             f"{weights} | {' / '.join(v_shape(r) for r in runs)} | "
             f"{per_seed(runs, lambda r: detection(r, 'weight'), '{:.3f}')} | "
-            f"{per_seed(runs, lambda r: detection(r, 'loss'), '{:.3f}')} |")
+            f"{per_seed(runs, lambda r: detection(r, 'loss'), '{:.3f}')} | "
+            f"{' / '.join(relabels(r) for r in runs)} |")
     return "\n".join(lines)
 
 

@@ -223,6 +223,10 @@ def test_accuracy_trains_one_tiny_variant_end_to_end(tiny_archive, tmp_path):
     assert frontier_row["V's shape"] == audit["weighting_function"]["shape"]
     assert frontier_row["AUC, weight"] == (
         f"{audit['detection']['weight']['roc_auc']:.3f}")
+    relabel = audit["detection"]["suggestions"]["relabel"]
+    assert frontier_row["relabels right"] == (
+        "-" if not relabel["count"] else
+        f"{100 * relabel['accuracy']:.1f}% of {relabel['count']}")
 
 
 # bench/audit_csv.py
