@@ -158,6 +158,17 @@ VARIANTS = {
                         "--meta_lr=0.003", "--real_step_weights=lookahead",
                         "--meta_source=pseudo_clean",
                         "--meta_warmup_steps=500", "--label_correction"],
+    # Correction with CMW-Net-SL's V learning rate (Adam 1e-4, 30x below
+    # mwnet_pseudo_sl's): over 2,000 steps V stays near its start (weights
+    # about 0.6), so the targets keep about 0.4 of the averaged model's
+    # prediction instead of V learning to trust the labels within two
+    # epochs.
+    "mwnet_pseudo_sl_slow_v": ["--method=mwnet", "--meta_interval=8",
+                               "--meta_lr=0.0001",
+                               "--real_step_weights=lookahead",
+                               "--meta_source=pseudo_clean",
+                               "--meta_warmup_steps=500",
+                               "--label_correction"],
     "cmwnet_pseudo_sl": ["--method=mwnet", "--vnet=class_aware",
                          "--meta_interval=8", "--meta_lr=0.003",
                          "--real_step_weights=lookahead",
@@ -474,7 +485,7 @@ STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
              # averaged model: 1.57; the given draw is flags/fast.cfg's.
              "mwnet_given_draw": 1.17, "mwnet_pseudo": 1.47,
              "mwnet_pseudo_pool": 1.26, "mwnet_pseudo_pool_k50": 1.26,
-             "mwnet_pseudo_sl": 1.57}
+             "mwnet_pseudo_sl": 1.57, "mwnet_pseudo_sl_slow_v": 1.57}
 
 
 def v_shape(record):

@@ -34,7 +34,9 @@ the examples most suspect first and writes
   labels (ROC AUC, precision and recall among the k lowest weights, k the
   number of corrupted labels), beside the same figures for the loss itself,
   how often the suggested label is the true one among those k flagged, and
-  among the "relabel" verdicts.
+  among the "relabel" verdicts;
+- for a run that corrected labels, how much weight its targets put on the
+  model's prediction instead of the label (`correction_report`).
 
 V maps the loss to the weight, so as a ranking it agrees with the loss
 wherever V decreases (and reverses it where V increases): the weights rank
@@ -93,8 +95,8 @@ DEFAULT_GALLERY_SIZE = 36
 # What the audit ranks by: V's weight (lowest first) where V decreases over
 # the losses it saw, else the loss itself (highest first).
 RANKINGS = ("weight", "loss")
-# Label correction that gives the averaged model's predictions less than
-# this share of the loss, on average, is reported as having changed little.
+# Label correction whose targets put less than this weight on the model's
+# prediction, on average, at the end and in every epoch, changed little.
 LITTLE_CORRECTION = 0.05
 
 
@@ -459,72 +461,74 @@ def _relabel_report(audit, known):
     }
 
 
-def correction_report(audit):
-    """What label correction did, from a run's final audit.
+def correction_report(audit, epoch_mean_weights=None):
+    """How much label correction leaned on the model instead of the labels.
 
-    Each example's loss was v CE(f(x), y) + (1 - v) CE(f(x), p), p the
-    averaged model's prediction, so 1 - v is the share of its loss that
-    trusted the model instead of the label. Correction can only help where
-    that model is right more often than the labels it corrects: V's meta
-    step learns to trust the labels (v near 1 everywhere) while it is not.
+    Each example's target was v onehot(y) + (1 - v) p, p the averaged
+    model's prediction: 1 - v is the weight on the model. The audit gives V's
+    weights at the end of training, on the training images without
+    augmentation; `epoch_mean_weights` (the run's history) gives them over
+    training, where the end may differ from the start.
+
+    Args:
+        audit: The run's final `LabelAudit`.
+        epoch_mean_weights: V's mean weight on the training batches of each
+            epoch that corrected (after the warm-up), or None.
 
     Returns:
-        A JSON-serialisable dict: `model_share` (mean 1 - v), `agreement`
-        (the averaged model's top class is the given label), `changed_little`
-        (model_share below LITTLE_CORRECTION); where true labels are known,
-        the accuracy of the averaged model's top class and of the given
-        labels, and the model's share on clean and on corrupted labels.
+        A JSON-serialisable dict: `model_weight_final` (mean 1 - v at the
+        end), `model_weight_by_epoch` (1 - each epoch's mean weight; None
+        without a history), `changed_little` (the model's weight below
+        LITTLE_CORRECTION at the end and in every epoch), `agreement` (the
+        suggesting model's top class is the given label), `suggested_by`;
+        where true labels are known, `model_accuracy` (that top class is the
+        true label) and `given_label_accuracy`, over the same examples.
     """
-    model_share = 1.0 - audit.weight.astype(np.float64)
+    final = float(1.0 - audit.weight.astype(np.float64).mean())
+    by_epoch = (None if epoch_mean_weights is None
+                else [float(1.0 - w) for w in epoch_mean_weights])
     report = {
-        "model_share": float(model_share.mean()),
+        "model_weight_final": final,
+        "model_weight_by_epoch": by_epoch,
+        "changed_little": max([final] + (by_epoch or []))
+                          < LITTLE_CORRECTION,
         "agreement": float(np.mean(audit.suggested_label
                                    == audit.given_label)),
-        "changed_little": bool(model_share.mean() < LITTLE_CORRECTION),
         "suggested_by": audit.suggested_by,
     }
     known = (np.zeros(len(audit), bool) if audit.true_label is None
              else audit.true_label >= 0)
     if known.any():
         truth = audit.true_label[known]
-        corrupted = audit.corrupted[known].astype(bool)
-        report.update({
-            "averaged_model_accuracy": float(np.mean(
-                audit.suggested_label[known] == truth)),
-            "given_label_accuracy": float(np.mean(
-                audit.given_label[known] == truth)),
-            "model_share_clean": (float(model_share[known][~corrupted].mean())
-                                  if (~corrupted).any() else None),
-            "model_share_corrupted": (
-                float(model_share[known][corrupted].mean())
-                if corrupted.any() else None),
-        })
+        report["model_accuracy"] = float(np.mean(
+            audit.suggested_label[known] == truth))
+        report["given_label_accuracy"] = float(np.mean(
+            audit.given_label[known] == truth))
     return report
 
 
 def _log_correction(report):
-    known = "averaged_model_accuracy" in report
-    truth = (f"; on the known labels the averaged model is right for "
-             f"{100 * report['averaged_model_accuracy']:.1f}%, the given "
-             f"labels for {100 * report['given_label_accuracy']:.1f}%"
-             if known else "")
+    model = "the " + report["suggested_by"]
+    truth = ("" if "model_accuracy" not in report else
+             f"; where the true label is known {model} is right for "
+             f"{100 * report['model_accuracy']:.1f}%, the given labels for "
+             f"{100 * report['given_label_accuracy']:.1f}%")
+    during = report["model_weight_by_epoch"]
+    during = ("" if not during else
+              f" ({100 * min(during):.1f}-{100 * max(during):.1f}% in the "
+              f"epochs that corrected)")
+    message = (f"weight on {model}'s prediction in the targets: "
+               f"{100 * report['model_weight_final']:.1f}% at the end"
+               f"{during}; it agrees with "
+               f"{100 * report['agreement']:.1f}% of the given labels{truth}")
     if report["changed_little"]:
         logging.warning(
-            "Label correction changed little: V trusted the given labels for "
-            "%.1f%% of the loss, the averaged model's predictions for %.1f%% "
-            "(it agrees with %.1f%% of the labels%s). V learns to trust the "
-            "model only where it is right more often than the labels: train "
-            "longer (or with a longer --meta_warmup_steps) for a better "
-            "model, or leave --label_correction off.",
-            100 * (1 - report["model_share"]), 100 * report["model_share"],
-            100 * report["agreement"], truth)
+            "Label correction changed little: V trusted the given labels "
+            "throughout (%s). Correction needs a model V can trust over the "
+            "labels where they are wrong: a longer run, or leave "
+            "--label_correction off.", message)
     else:
-        logging.info(
-            "Label correction: the averaged model's predictions had %.1f%% "
-            "of the loss, the given labels %.1f%% (the model agrees with "
-            "%.1f%% of the labels%s).", 100 * report["model_share"],
-            100 * (1 - report["model_share"]), 100 * report["agreement"],
-            truth)
+        logging.info("Label correction: %s.", message)
 
 
 def detection_report(audit):
@@ -746,7 +750,7 @@ def run_audit(workdir, classifier, weighting_net, data,
               gallery_size=DEFAULT_GALLERY_SIZE, verbose=1,
               averaged_classifier=None,
               relabel_confidence=DEFAULT_RELABEL_CONFIDENCE,
-              label_correction=False):
+              label_correction=False, epoch_mean_weights=None):
     """Audits a run's training labels and writes the audit into `workdir`.
 
     Args:
@@ -762,12 +766,15 @@ def run_audit(workdir, classifier, weighting_net, data,
         label_correction: The run corrected labels: add its
             `correction_report` (`label_correction`) and say whether the
             correction did anything.
+        epoch_mean_weights: With `label_correction`, V's mean training
+            weight in each epoch that corrected (see `correction_report`).
 
     Returns:
         A JSON-serialisable summary (for results.json): files written,
         seconds, V's shape over the losses seen (`weighting_function`),
-        what the CSV and gallery are ranked by (`ranked_by`), and the
-        `detection_report` (None when no truth is known).
+        what the CSV and gallery are ranked by (`ranked_by`), the
+        `detection_report` (None when no truth is known) and, with
+        `label_correction`, the `correction_report`.
     """
     start = time.perf_counter()
     audit = audit_labels(classifier, weighting_net, data.train_eval,
@@ -807,7 +814,8 @@ def run_audit(workdir, classifier, weighting_net, data,
                "ranked_by": audit.ranked_by,
                "detection": detection}
     if label_correction:
-        summary["label_correction"] = correction_report(audit)
+        summary["label_correction"] = correction_report(
+            audit, epoch_mean_weights)
     logging.info("Label audit of %d training examples in %.0f s: %s/audit.csv",
                  len(audit), summary["seconds"], workdir)
     shape = audit.weighting_shape

@@ -93,12 +93,14 @@ class PseudoCleanSelection(keras.callbacks.Callback):
         clean_labels: True labels [N] where known (-1 elsewhere), or None:
             then each epoch's log gets `meta_label_precision`, the share of
             the chosen examples whose given label is right, and
-            `averaged_model_accuracy`, the share of the scored examples
-            whose true label is the EMA classifier's top class (against the
-            share of given labels that are right: whether the model label
-            correction trusts is worth trusting yet). From the first choice
-            on: an epoch before it, or with no known true label among the
-            chosen (scored) examples, logs none.
+            `averaged_model_accuracy`, the share of the examples scored at
+            the epoch's start (the EMA as the previous epoch left it) whose
+            true label is the EMA classifier's top class: to read against
+            the share of given labels that are right (1 - the realised noise
+            rate), which the model label correction trusts must beat where
+            the labels are wrong. From the first choice on: an epoch before
+            it, or with no known true label among the chosen (scored)
+            examples, logs none.
         pool: Optional `mwnet_tf.data.preparation.ScoringPool`: score only
             its draw for the epoch (from its own dataset), not `dataset`.
     """

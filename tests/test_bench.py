@@ -149,6 +149,27 @@ def test_accuracy_tables_and_figure_of_the_committed_results(tmp_path):
     assert {(row["protocol"], row["noise"], row["variant"])
             for row in comparison} == compared
 
+    # The frontier's "relabels right": per seed, in seed order, the share
+    # of the audit's relabel verdicts that are right and their number; "-"
+    # for none, an audit from before the verdicts, or no audit.
+    def relabels(record):
+        audit = record["results"].get("label_audit") or {}
+        relabel = ((audit.get("detection") or {}).get("suggestions")
+                   or {}).get("relabel") or {}
+        return ("-" if not relabel.get("count") else
+                f"{100 * relabel['accuracy']:.1f}% of {relabel['count']}")
+    frontier = _markdown_table(output, "noise | variant | step x CE")
+    with_relabels = 0
+    for row in frontier:
+        runs = sorted((r for r in records if r["protocol"] == "reduced"
+                       and r["variant"] == row["variant"]
+                       and setting(r) == row["noise"]),
+                      key=lambda r: r["seed"])
+        assert runs, row
+        assert row["relabels right"] == " / ".join(map(relabels, runs))
+        with_relabels += row["relabels right"] != "-"
+    assert with_relabels  # The pseudo-clean runs' audits have verdicts.
+
     audits = _markdown_table(output, "protocol | noise | variant | seed | "
                              "ROC AUC")
     assert len(audits) == sum(
@@ -223,10 +244,6 @@ def test_accuracy_trains_one_tiny_variant_end_to_end(tiny_archive, tmp_path):
     assert frontier_row["V's shape"] == audit["weighting_function"]["shape"]
     assert frontier_row["AUC, weight"] == (
         f"{audit['detection']['weight']['roc_auc']:.3f}")
-    relabel = audit["detection"]["suggestions"]["relabel"]
-    assert frontier_row["relabels right"] == (
-        "-" if not relabel["count"] else
-        f"{100 * relabel['accuracy']:.1f}% of {relabel['count']}")
 
 
 # bench/audit_csv.py

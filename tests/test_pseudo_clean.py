@@ -125,8 +125,12 @@ def test_the_choice_is_the_lowest_averaged_losses_within_the_pool():
                        dataset=pool_dataset)
     selection = tf.Variable(np.zeros(6, np.int64))
     every = tf.data.Dataset.from_tensor_slices((x, labels)).batch(7)
+    # True labels known for the first 40 examples only.
+    clean = np.where(np.arange(60) < 40, (labels + (np.arange(60) % 3 == 0))
+                     % 3, -1)
     callback = pseudo_clean.PseudoCleanSelection(
-        every, labels, 2, selection, first_epoch=1, pool=pool)
+        every, labels, 2, selection, first_epoch=1, pool=pool,
+        clean_labels=clean)
     callback.set_model(model)
     losses = keras.losses.sparse_categorical_crossentropy(
         labels, model.averaged_outputs(x), from_logits=True).numpy()
@@ -144,6 +148,14 @@ def test_the_choice_is_the_lowest_averaged_losses_within_the_pool():
         np.testing.assert_array_equal(selection.numpy(), expected)
         assert np.isin(selection.numpy(), scored).all()
         chosen[epoch] = selection.numpy().copy()
+        # The averaged model's accuracy: over the scored examples whose
+        # true label is known, not the whole split.
+        top = np.argmax(model.averaged_outputs(x), axis=-1)[scored]
+        truth = clean[scored]
+        logs = {}
+        callback.on_epoch_end(epoch, logs)
+        assert logs["averaged_model_accuracy"] == pytest.approx(
+            np.mean(top[truth >= 0] == truth[truth >= 0]))
     # The whole split's lowest losses differ from the pool's at one of the
     # epochs (else this test could not tell the pool was used).
     everywhere = pseudo_clean.lowest_loss_per_class(losses, labels, 2, 3)

@@ -56,28 +56,62 @@ def test_the_report_says_how_right_the_changes_are():
     assert none["count"] == 0 and none["accuracy"] is None
 
 
-def test_correction_report_weighs_the_model_against_the_labels():
-    report = label_audit.correction_report(_audit())
-    # 1 - v: 0.1, 0.9, 0.8, 0.7, 0.6, 0.2 (mean 3.3 / 6); rows 0 and 5 are
-    # the clean labels (0.15 on average), rows 1-4 the corrupted (0.75).
-    # The suggestion is the given label in rows 0 and 5, the true one in
-    # rows 0, 1, 3, 4, 5; the given label is the true one in rows 0 and 5.
-    assert report["model_share"] == pytest.approx(3.3 / 6)
-    assert report["model_share_clean"] == pytest.approx(0.15)
-    assert report["model_share_corrupted"] == pytest.approx(0.75)
+def test_correction_report_weighs_the_model_against_the_labels(caplog):
+    report = label_audit.correction_report(_audit(), [0.6, 0.97])
+    # 1 - v at the end: 0.1, 0.9, 0.8, 0.7, 0.6, 0.2 (mean 3.3 / 6); per
+    # epoch 1 - 0.6 and 1 - 0.97. The suggestion is the given label in rows
+    # 0 and 5, the true one in rows 0, 1, 3, 4, 5; the given label is the
+    # true one in rows 0 and 5.
+    assert report["model_weight_final"] == pytest.approx(3.3 / 6)
+    assert report["model_weight_by_epoch"] == pytest.approx([0.4, 0.03])
     assert report["agreement"] == pytest.approx(2 / 6)
-    assert report["averaged_model_accuracy"] == pytest.approx(5 / 6)
+    assert report["model_accuracy"] == pytest.approx(5 / 6)
     assert report["given_label_accuracy"] == pytest.approx(2 / 6)
     assert not report["changed_little"]
-    # V trusting every label: the correction changed little; no truth
-    # known, no accuracies claimed.
+    with caplog.at_level("INFO"):
+        label_audit._log_correction(report)
+    [line] = [r for r in caplog.records if "Label correction" in
+              r.getMessage()]
+    assert line.levelname == "INFO"
+    assert ("55.0% at the end (3.0-40.0% in the epochs that corrected)"
+            in line.getMessage())
+    assert "right for 83.3%, the given labels for 33.3%" in line.getMessage()
+
+    # V trusting every label at the end and in every epoch: the correction
+    # changed little, and the run says so; no truth known, no accuracies
+    # claimed.
     trusting = dataclasses.replace(
         _audit(), weight=np.full(6, 0.97, np.float32), corrupted=None,
         true_label=None)
-    report = label_audit.correction_report(trusting)
+    report = label_audit.correction_report(trusting, [0.99, 0.98])
     assert report["changed_little"]
-    assert report["model_share"] == pytest.approx(0.03)
-    assert "averaged_model_accuracy" not in report
+    assert report["model_weight_final"] == pytest.approx(0.03)
+    assert "model_accuracy" not in report
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        label_audit._log_correction(report)
+    [line] = [r for r in caplog.records if "Label correction" in
+              r.getMessage()]
+    assert line.levelname == "WARNING" and "changed little" in line.getMessage()
+    assert "where the true label is known" not in line.getMessage()
+    # An early epoch that leaned on the model is not "little".
+    assert not label_audit.correction_report(trusting, [0.7, 0.99])[
+        "changed_little"]
+
+
+def test_correction_report_counts_only_the_known_labels():
+    # Rows 2 and 3 of unknown truth: accuracies over rows 0, 1, 4, 5.
+    true = TRUE.copy()
+    true[2:4] = -1
+    corrupted = (GIVEN != TRUE).astype(np.int8)
+    corrupted[2:4] = -1
+    report = label_audit.correction_report(dataclasses.replace(
+        _audit(), true_label=true, corrupted=corrupted))
+    assert report["model_accuracy"] == pytest.approx(4 / 4)
+    assert report["given_label_accuracy"] == pytest.approx(2 / 4)
+    assert report["model_weight_by_epoch"] is None
+    # Agreement needs no truth: over all six.
+    assert report["agreement"] == pytest.approx(2 / 6)
 
 
 def test_relabel_csv_holds_the_confident_changes_and_audit_csv_every_verdict(

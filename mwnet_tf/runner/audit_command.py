@@ -23,6 +23,7 @@ from mwnet_tf.runner import command_line
 import keras  # noqa: E402
 
 from mwnet_tf import data as data_lib  # noqa: E402
+from mwnet_tf.runner import callbacks  # noqa: E402
 from mwnet_tf.runner import experiment  # noqa: E402
 from mwnet_tf import files  # noqa: E402
 from mwnet_tf import label_audit  # noqa: E402
@@ -167,12 +168,18 @@ def audit_run(workdir, data_path=None, data_dir=None, cache_dir=None,
     averaged_path = os.path.join(workdir, "averaged_classifier.keras")
     averaged = (keras.saving.load_model(averaged_path, compile=False)
                 if os.path.isfile(averaged_path) else None)
+    history_path = os.path.join(workdir, "history.csv")
+    epoch_weights = (experiment.corrected_epoch_weights(
+        callbacks.read_history(history_path), config.meta_warmup_steps,
+        data.steps_per_epoch) if config.label_correction
+        and os.path.isfile(history_path) else None)
     summary = label_audit.run_audit(workdir, classifier, weighting_net, data,
                                     gallery_size=gallery_size,
                                     verbose=verbose,
                                     averaged_classifier=averaged,
                                     relabel_confidence=relabel_confidence,
-                                    label_correction=config.label_correction)
+                                    label_correction=config.label_correction,
+                                    epoch_mean_weights=epoch_weights)
     results["label_audit"] = summary
     files.write_json(os.path.join(workdir, "results.json"), results)
     return summary

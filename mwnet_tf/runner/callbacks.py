@@ -139,8 +139,8 @@ class HistoryLogger(keras.callbacks.Callback):
 
     An epoch's logs hold only what it measured: not the test metrics of an
     epoch `fit`'s `validation_freq` skips, nor the meta metrics of one
-    without a meta step, nor the pseudo-clean precision before the first
-    choice. Keras's CSVLogger takes its columns from the first epoch it
+    without a meta step, nor the pseudo-clean precision and the averaged
+    model's accuracy before the first choice. Keras's CSVLogger takes its columns from the first epoch it
     writes, so a metric first measured later would get no column, and a
     resumed run could write rows of other columns under the file's header.
     Here the columns are the header's when the file has one, else the

@@ -73,6 +73,15 @@ def compile_model(model, config, steps_per_epoch):
         steps_per_execution=config.steps_per_execution)
 
 
+def corrected_epoch_weights(history, meta_warmup_steps, steps_per_epoch):
+    """V's mean training weight in each epoch of `history` (read_history's
+    rows) with a step after the warm-up: the epochs whose label correction
+    mixed in the model's predictions."""
+    return [row["mean_weight"] for epoch, row in enumerate(history)
+            if (epoch + 1) * steps_per_epoch > meta_warmup_steps
+            and "mean_weight" in row]
+
+
 def load_run_weighting_net(path):
     """`load_weighting_net(path)` for the `weighting_net.keras` of a run.
 

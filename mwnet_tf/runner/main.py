@@ -373,7 +373,8 @@ def _train_and_report(workdir, config, resuming, hold):
         # What some epochs do not measure, so leave out of their logs: the
         # test set between --test_every epochs, the meta metrics before the
         # first meta step, the pseudo-clean precision and the averaged
-        # model's accuracy before the first choice. history.csv has their columns from its first row.
+        # model's accuracy before the first choice. history.csv has their
+        # columns from its first row.
         sometimes = ["val_loss", "val_accuracy"]
         if model.schedule.uses_meta_batches:
             sometimes += ["meta_loss", "meta_accuracy"]
@@ -454,7 +455,10 @@ def _train_and_report(workdir, config, resuming, hold):
                 verbose=1 if verbose == "auto" else verbose,
                 averaged_classifier=averaged,
                 relabel_confidence=config.relabel_confidence,
-                label_correction=config.label_correction)
+                label_correction=config.label_correction,
+                epoch_mean_weights=experiment.corrected_epoch_weights(
+                    history, config.meta_warmup_steps,
+                    data.steps_per_epoch))
         except Exception as error:  # The run's results stay; say why.
             reason = _one_line(error)
             logging.debug("The label audit's traceback:", exc_info=True)

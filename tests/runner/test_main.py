@@ -158,14 +158,18 @@ def test_pseudo_clean_corrected_run_chooses_corrects_and_suggests(
         verdicts = [row["verdict"] for row in csv.DictReader(file)]
     assert verdicts.count("relabel") == audit["relabel"]
     assert verdicts.count("suspect") == audit["suspects"] - audit["relabel"]
-    # What the correction did: the averaged model's share of the loss is
-    # 1 - V's weight, averaged over the audited examples.
+    # What the correction did: the weight on the averaged model is 1 - V's
+    # weight, at the end over the audited examples, and over training in
+    # the epochs after the 5-step warm-up (epochs 1 and 2).
     correction = audit["label_correction"]
     with open(workdir / "audit.csv") as file:
         weights = [float(row["weight"]) for row in csv.DictReader(file)]
-    assert correction["model_share"] == pytest.approx(
+    assert correction["model_weight_final"] == pytest.approx(
         1 - np.mean(weights), abs=1e-3)
-    assert 0 <= correction["averaged_model_accuracy"] <= 1
+    assert correction["model_weight_by_epoch"] == pytest.approx(
+        [1 - history[1]["mean_weight"], 1 - history[2]["mean_weight"]])
+    assert correction["suggested_by"] == "averaged classifier"
+    assert 0 <= correction["model_accuracy"] <= 1
     assert correction["given_label_accuracy"] == pytest.approx(
         1 - audit["detection"]["realised_noise_rate"])
     with flagsaver.flagsaver():
