@@ -169,6 +169,16 @@ VARIANTS = {
                                "--meta_source=pseudo_clean",
                                "--meta_warmup_steps=500",
                                "--label_correction"],
+    # Correction with the average debiased (--ema_debias): at the end of
+    # the 500-step warm-up the plain average still holds 22% of the random
+    # initial weights and predicts near chance (bench/
+    # correction_meta_gradient.py), the targets it gives are near uniform.
+    "mwnet_pseudo_sl_debias": ["--method=mwnet", "--meta_interval=8",
+                               "--meta_lr=0.003",
+                               "--real_step_weights=lookahead",
+                               "--meta_source=pseudo_clean",
+                               "--meta_warmup_steps=500",
+                               "--label_correction", "--ema_debias"],
     "cmwnet_pseudo_sl": ["--method=mwnet", "--vnet=class_aware",
                          "--meta_interval=8", "--meta_lr=0.003",
                          "--real_step_weights=lookahead",
@@ -485,7 +495,8 @@ STEP_COST = {"ce": 1.00, "ce_matched_lr": 1.00, "fixed": 0.97,
              # averaged model: 1.57; the given draw is flags/fast.cfg's.
              "mwnet_given_draw": 1.17, "mwnet_pseudo": 1.47,
              "mwnet_pseudo_pool": 1.26, "mwnet_pseudo_pool_k50": 1.26,
-             "mwnet_pseudo_sl": 1.57, "mwnet_pseudo_sl_slow_v": 1.57}
+             "mwnet_pseudo_sl": 1.57, "mwnet_pseudo_sl_slow_v": 1.57,
+             "mwnet_pseudo_sl_debias": 1.57}
 
 
 def v_shape(record):

@@ -71,6 +71,12 @@ def check_label_correction(label_correction, ema_decay, method):
             f"method='mwnet' or 'fixed'; got method={method!r}.")
 
 
+def check_ema_debias(ema_debias):
+    if not isinstance(ema_debias, bool):
+        raise ValueError(f"ema_debias must be True or False; got "
+                         f"{ema_debias!r}.")
+
+
 def check_steps_per_execution(method, meta_interval, meta_warmup_steps,
                               steps_per_execution, num_replicas,
                               label_correction=False):

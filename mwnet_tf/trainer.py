@@ -134,6 +134,13 @@ class MetaWeightNet(FitWorkarounds):
             (which defaults it to 0.997) and of choosing a pseudo-clean
             meta set (`averaged_outputs`, `averaged_classifier`). None:
             no average, unless `label_correction`.
+        ema_debias: Average only the weights the steps reached: the t-th
+            update moves the average by (1 - decay) / (1 - decay^t) of its
+            distance to the weights (the first copies them), which removes
+            the share decay^t the plain average keeps of the random initial
+            weights (22% after 500 steps at 0.997, so that average then
+            predicts little better than chance). Equal to the plain average
+            once t is many times 1 / (1 - decay).
         real_step_weights: On a step that takes the meta step, which V
             weighs the real step (4). "updated" (default, the paper's
             algorithm): V after this step's meta update, at the cost of a
@@ -151,11 +158,13 @@ class MetaWeightNet(FitWorkarounds):
                  lookahead="sgd", weight_normalization="mean",
                  meta_interval=1, meta_scope="all", from_logits=True,
                  meta_warmup_steps=0, real_step_weights="updated",
-                 label_correction=False, ema_decay=None, **kwargs):
+                 label_correction=False, ema_decay=None, ema_debias=False,
+                 **kwargs):
         super().__init__(**kwargs)
         arguments.check_method_options(method, lookahead, weight_normalization,
                                        meta_interval, meta_warmup_steps)
         arguments.check_label_correction(label_correction, ema_decay, method)
+        arguments.check_ema_debias(ema_debias)
         arguments.check_classifier_built(classifier)
         arguments.check_outputs_are_logits(classifier, from_logits)
         arguments.check_weighting_net_given(method, weighting_net)
@@ -187,6 +196,7 @@ class MetaWeightNet(FitWorkarounds):
         self.ema_decay = (DEFAULT_EMA_DECAY
                           if label_correction and ema_decay is None
                           else ema_decay)
+        self.ema_debias = ema_debias
         # Losses and weights live in the weighting net's dtype (float32 unless
         # asked otherwise), never in a bfloat16 compute dtype.
         self._loss_dtype = self.weighting_net.compute_dtype
@@ -434,15 +444,24 @@ class MetaWeightNet(FitWorkarounds):
 
     def _update_average(self):
         """The EMA step: average <- decay * average + (1 - decay) * w, after
-        the classifier step (BatchNorm statistics included)."""
+        the classifier step (BatchNorm statistics included); with
+        `ema_debias`, 1 - decay is divided by 1 - decay^t at the
+        classifier's t-th step (a function of the checkpointed step count,
+        so a resumed run averages as the uninterrupted one)."""
         if self._averaged is None:
             return
-        decay = self.ema_decay
+        decay, rate = self.ema_decay, 1.0 - self.ema_decay
+        if self.ema_debias:
+            step = ops.cast(mg.unwrapped(self.optimizer).iterations, "float32")
+            rate = rate / (1.0 - ops.power(self.ema_decay, step))
+            decay = 1.0 - rate
         for average, variable in zip(
                 self._averaged, self.classifier.trainable_variables
                 + self.classifier.non_trainable_variables):
             if average is not None:
-                average.assign(decay * average + (1.0 - decay) * variable.value)
+                average.assign(ops.cast(decay, average.dtype) * average
+                               + ops.cast(rate, average.dtype)
+                               * variable.value)
 
     # ------------------------------------------------- metrics, for Keras
 
@@ -603,6 +622,7 @@ class MetaWeightNet(FitWorkarounds):
             "from_logits": self.from_logits,
             "label_correction": self.label_correction,
             "ema_decay": self.ema_decay,
+            "ema_debias": self.ema_debias,
         }
 
     @classmethod

@@ -83,6 +83,36 @@ def test_fixed_v_corrected_step_is_cross_entropy_to_the_mixed_target(
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("debias", [False, True])
+def test_average_is_the_exponentially_weighted_mean_of_the_steps(debias):
+    """After steps 1..T with weights w_1..w_T from w_0, the plain average is
+    d^T w_0 + sum_t (1 - d) d^(T - t) w_t; debiased, the same sum without
+    the initial weights' term, divided by 1 - d^T (the weights' shares
+    summing to 1)."""
+    x, y, x_meta, y_meta = _batches(37)
+    model = mwnet_tf.MetaWeightNet(_classifier(), method="ce",
+                                   ema_decay=DECAY, ema_debias=debias)
+    model.compile(optimizer=keras.optimizers.SGD(0.3, momentum=0.9),
+                  weight_decay=0.0)
+    reached = [model.classifier.get_weights()]
+    steps = 4
+    for _ in range(steps):
+        _train(model, ((x, y), (x_meta, y_meta)), 1)
+        reached.append(model.classifier.get_weights())
+    shares = [(1 - DECAY) * DECAY ** (steps - t) for t in range(1, steps + 1)]
+    if debias:
+        shares = [0.0] + [share / (1 - DECAY ** steps) for share in shares]
+    else:
+        shares = [DECAY ** steps] + shares
+    assert sum(shares) == pytest.approx(1.0)
+    expected = [sum(share * weights[i] for share, weights in
+                    zip(shares, reached)) for i in range(len(reached[0]))]
+    averaged = model.averaged_classifier().get_weights()
+    # (The two rules differ by the initial weights' share, d^T = 0.66.)
+    for a, b in zip(averaged, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_warmup_steps_are_plain_cross_entropy():
     """During meta_warmup_steps the soft target is the given label: the
     step is CE's (CMW-Net-SL warms up with CE); afterwards it is not."""
@@ -148,11 +178,12 @@ def test_two_replicas_match_one_device(real_step_weights,
 
 def test_save_and_load_keep_the_average_and_the_options(tmp_path):
     x, y, x_meta, y_meta = _batches(35)
-    model = _model()
+    model = _model(ema_debias=True)
     _train(model, ((x, y), (x_meta, y_meta)), 3)
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     assert loaded.label_correction and loaded.ema_decay == DECAY
+    assert loaded.ema_debias
     np.testing.assert_allclose(loaded.averaged_outputs(x).numpy(),
                                model.averaged_outputs(x).numpy(), rtol=1e-6)
     # Resuming from the saved model trains as the original goes on.
@@ -203,6 +234,7 @@ def test_mixed_float16_corrected_step_matches_float32():
     (dict(method="ce", label_correction=True), "needs method='mwnet'"),
     (dict(ema_decay=1.0), r"ema_decay must be a number in \(0, 1\)"),
     (dict(label_correction="yes"), "label_correction must be True or False"),
+    (dict(ema_debias=1), "ema_debias must be True or False"),
 ])
 def test_bad_correction_arguments_are_refused(options, message):
     with pytest.raises(ValueError, match=message):

@@ -168,4 +168,5 @@ def build_model(config, num_classes, image_shape, label_counts=None,
         real_step_weights=config.real_step_weights,
         label_correction=config.label_correction,
         ema_decay=(config.ema_decay
-                   if config.label_correction or keep_average else None))
+                   if config.label_correction or keep_average else None),
+        ema_debias=config.ema_debias)

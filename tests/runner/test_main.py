@@ -297,10 +297,11 @@ def _started_until(command, env, line_start):
 
 # mwnet_sl: a pseudo-clean meta set chosen at epoch 1's start (24 steps an
 # epoch) from half of each class, and label correction: the averaged
-# classifier, the scored half and the choice come back from the backup too.
+# classifier, the scored half and the choice come back from the backup too;
+# the average debiased by the step count, which the backup holds.
 PSEUDO_CLEAN_SL = ("--meta_source=pseudo_clean", "--label_correction",
                    "--meta_warmup_steps=24", "--pseudo_clean_per_class=2",
-                   "--pseudo_clean_pool=0.5")
+                   "--pseudo_clean_pool=0.5", "--ema_debias")
 
 
 @pytest.mark.slow
