@@ -297,7 +297,8 @@ def run_one(protocol, noise, variant, seed, archive, scratch, results_dir,
                     for key in ("val_accuracy", "meta_eval_accuracy",
                                 "clean_weight", "corrupted_weight",
                                 "mean_weight", "epoch_seconds",
-                                "meta_label_precision")},
+                                "meta_label_precision",
+                                "averaged_model_accuracy")},
     }
     if record["method"] in ("mwnet", "fixed"):
         import numpy as np
