@@ -138,9 +138,8 @@ class MetaWeightNet(FitWorkarounds):
             update moves the average by (1 - decay) / (1 - decay^t) of its
             distance to the weights (the first copies them), which removes
             the share decay^t the plain average keeps of the random initial
-            weights (22% after 500 steps at 0.997, so that average then
-            predicts little better than chance). Equal to the plain average
-            once t is many times 1 / (1 - decay).
+            weights (22% after 500 steps at 0.997). Equal to the plain
+            average once t is many times 1 / (1 - decay).
         real_step_weights: On a step that takes the meta step, which V
             weighs the real step (4). "updated" (default, the paper's
             algorithm): V after this step's meta update, at the cost of a
