@@ -68,7 +68,7 @@ def test_correction_report_weighs_the_model_against_the_labels(caplog):
     assert report["model_accuracy"] == pytest.approx(5 / 6)
     assert report["given_label_accuracy"] == pytest.approx(2 / 6)
     assert not report["changed_little"]
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):
         label_audit._log_correction(report)
     [line] = [r for r in caplog.records if "Label correction" in
               r.getMessage()]
@@ -88,7 +88,7 @@ def test_correction_report_weighs_the_model_against_the_labels(caplog):
     assert report["model_weight_final"] == pytest.approx(0.03)
     assert "model_accuracy" not in report
     caplog.clear()
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):
         label_audit._log_correction(report)
     [line] = [r for r in caplog.records if "Label correction" in
               r.getMessage()]
