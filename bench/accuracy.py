@@ -74,6 +74,11 @@ PROTOCOLS = {
     "reduced": ["--epochs=20", "--lr_decay_epochs=15,18"],
     "long": ["--epochs=60", "--lr_decay_epochs=45,54"],
 }
+# flags/fast.cfg's meta step with a pseudo-clean meta set chosen each epoch
+# after a 500-step warm-up (issue 36's variants below build on it).
+PSEUDO_CLEAN = ["--method=mwnet", "--meta_interval=8", "--meta_lr=0.003",
+                "--real_step_weights=lookahead", "--meta_source=pseudo_clean",
+                "--meta_warmup_steps=500"]
 VARIANTS = {
     "ce": ["--method=ce"],
     "mwnet": ["--method=mwnet"],
@@ -134,56 +139,31 @@ VARIANTS = {
     "mwnet_given_draw": ["--method=mwnet", "--meta_interval=8",
                          "--meta_lr=0.003", "--real_step_weights=lookahead",
                          "--meta_source=given_draw"],
-    "mwnet_pseudo": ["--method=mwnet", "--meta_interval=8", "--meta_lr=0.003",
-                     "--real_step_weights=lookahead",
-                     "--meta_source=pseudo_clean", "--meta_warmup_steps=500"],
+    "mwnet_pseudo": PSEUDO_CLEAN,
     # flags/own_data.cfg: the choice scores a fresh quarter of each class.
-    "mwnet_pseudo_pool": ["--method=mwnet", "--meta_interval=8",
-                          "--meta_lr=0.003", "--real_step_weights=lookahead",
-                          "--meta_source=pseudo_clean",
-                          "--meta_warmup_steps=500",
-                          "--pseudo_clean_pool=0.25"],
+    "mwnet_pseudo_pool": PSEUDO_CLEAN + ["--pseudo_clean_pool=0.25"],
     # The same with 50 examples per class: a meta set half the trusted
     # one's size, more of the hard examples a trusted set holds (replayed on
     # the finished instance runs' audits: 94-97% of the chosen labels
     # right, as at 10; bench/pseudo_clean_pool.py --per_class 50).
-    "mwnet_pseudo_pool_k50": ["--method=mwnet", "--meta_interval=8",
-                              "--meta_lr=0.003",
-                              "--real_step_weights=lookahead",
-                              "--meta_source=pseudo_clean",
-                              "--meta_warmup_steps=500",
-                              "--pseudo_clean_pool=0.25",
-                              "--pseudo_clean_per_class=50"],
-    "mwnet_pseudo_sl": ["--method=mwnet", "--meta_interval=8",
-                        "--meta_lr=0.003", "--real_step_weights=lookahead",
-                        "--meta_source=pseudo_clean",
-                        "--meta_warmup_steps=500", "--label_correction"],
+    "mwnet_pseudo_pool_k50": PSEUDO_CLEAN + ["--pseudo_clean_pool=0.25",
+                                             "--pseudo_clean_per_class=50"],
+    "mwnet_pseudo_sl": PSEUDO_CLEAN + ["--label_correction"],
     # Correction with CMW-Net-SL's V learning rate (Adam 1e-4, 30x below
-    # mwnet_pseudo_sl's): over 2,000 steps V stays near its start (weights
-    # about 0.6), so the targets keep about 0.4 of the averaged model's
-    # prediction instead of V learning to trust the labels within two
-    # epochs.
-    "mwnet_pseudo_sl_slow_v": ["--method=mwnet", "--meta_interval=8",
-                               "--meta_lr=0.0001",
-                               "--real_step_weights=lookahead",
-                               "--meta_source=pseudo_clean",
-                               "--meta_warmup_steps=500",
-                               "--label_correction"],
+    # mwnet_pseudo_sl's; the later flag wins): over 2,000 steps V stays near
+    # its start (weights about 0.6), so the targets keep about 0.4 of the
+    # averaged model's prediction instead of V learning to trust the labels
+    # within two epochs.
+    "mwnet_pseudo_sl_slow_v": PSEUDO_CLEAN + ["--label_correction",
+                                              "--meta_lr=0.0001"],
     # Correction with the average debiased (--ema_debias): at the end of
     # the 500-step warm-up the plain average still holds 22% of the random
     # initial weights and predicts near chance (bench/
     # correction_meta_gradient.py), the targets it gives are near uniform.
-    "mwnet_pseudo_sl_debias": ["--method=mwnet", "--meta_interval=8",
-                               "--meta_lr=0.003",
-                               "--real_step_weights=lookahead",
-                               "--meta_source=pseudo_clean",
-                               "--meta_warmup_steps=500",
-                               "--label_correction", "--ema_debias"],
-    "cmwnet_pseudo_sl": ["--method=mwnet", "--vnet=class_aware",
-                         "--meta_interval=8", "--meta_lr=0.003",
-                         "--real_step_weights=lookahead",
-                         "--meta_source=pseudo_clean",
-                         "--meta_warmup_steps=500", "--label_correction"],
+    "mwnet_pseudo_sl_debias": PSEUDO_CLEAN + ["--label_correction",
+                                              "--ema_debias"],
+    "cmwnet_pseudo_sl": PSEUDO_CLEAN + ["--label_correction",
+                                        "--vnet=class_aware"],
     # CMW-Net's class-aware V (--vnet=class_aware, 3 task families from
     # k-means on the classes' label counts), exact and at k = 10, V's
     # learning rate x3.

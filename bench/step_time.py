@@ -141,7 +141,7 @@ def measure(method, scope, policy, model_name, batch_size, steps, warmup,
 
 def measure_selection(model_name, batch, steps, warmup, policy):
     """Seconds per batch of the pseudo-clean choice's pass over the
-    training set (`PseudoCleanSelection.losses`): the mean of `steps`
+    training set (`PseudoCleanSelection.scores`): the mean of `steps`
     batches after `warmup`."""
     import tensorflow as tf
 
@@ -161,9 +161,9 @@ def measure_selection(model_name, batch, steps, warmup, policy):
     choice = pseudo_clean.PseudoCleanSelection(batches(steps), y, 1,
                                                selection, first_epoch=0)
     choice.set_model(model)
-    choice.losses(batches(warmup))  # Traces.
+    choice.scores(batches(warmup))  # Traces.
     start = time.perf_counter()
-    choice.losses()
+    choice.scores()
     seconds = (time.perf_counter() - start) / steps
     return {"method": "selection", "scope": "all", "policy": policy,
             "meta_interval": 1, "step_s": seconds,

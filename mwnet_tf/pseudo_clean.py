@@ -140,10 +140,6 @@ class PseudoCleanSelection(keras.callbacks.Callback):
                 self.dataset if dataset is None else dataset))])
         return np.concatenate(losses), np.concatenate(top)
 
-    def losses(self, dataset=None):
-        """Every example's loss under the EMA classifier (see `scores`)."""
-        return self.scores(dataset)[0]
-
     def on_epoch_begin(self, epoch, logs=None):
         if epoch < self.first_epoch:
             return
